@@ -1,0 +1,38 @@
+# Two commands a newcomer needs: `make report` (the main job) and `make test`.
+# Both build the virtual environment on first use. torch is installed first and pinned:
+# a looser requirement makes pip fetch a multi-GB CUDA build instead of the CPU wheel on disk.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test report demo lab bench zoo clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+report: $(STAMP)
+	$(PY) -m workbench report --out reports/
+
+demo: $(STAMP)
+	$(PY) -m workbench demo
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+zoo: $(STAMP)
+	$(PY) -m workbench zoo build
+
+clean:
+	rm -rf $(VENV) reports/ .pytest_cache
