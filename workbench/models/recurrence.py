@@ -1,0 +1,398 @@
+"""Fast exact recurrences for the bilinear family (no per-step hooks).
+
+Two custom autograd functions do the whole time loop in one node of the autograd graph:
+
+* :func:`dense_token_recurrence` — one dense transition matrix per *token* (``full``, ``cp``,
+  ``block``): ``u_t = h_{t-1} A_{x_t}^T (+ c_t)``.
+* :func:`diag_recurrence` — elementwise transitions given per step (``real_diag``,
+  ``positive_diag``: real diagonal; ``complex_diag``, ``rotation``: complex diagonal on the
+  pairs of dimensions ``(2n, 2n+1)``).
+
+Both optionally L2-normalise every state, ``h_t = u_t / ||u_t||``.
+
+Why custom functions: a Python time loop under autograd records ~5 nodes per step and, worse,
+slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backward O(T^2)
+(every slice's backward allocates a full-size zero gradient). Here the forward runs under
+``no_grad``, stores the states once, and a hand-written reverse loop computes the gradients;
+the gradient of the per-token matrices is accumulated at the end with one GEMM per token.
+
+Layout: time-major ``[T, B, ...]`` and the state as a *row* vector (``h @ A^T``): a ``bmm``
+with column vectors runs ~7x slower on CPU (see ``reference/benchmarks.md``).
+
+Methods for the dense recurrence (``method=``):
+
+``"grouped"``
+    At every step the batch is permuted so that samples reading the same token are contiguous,
+    and each token's group advances with one ``[B_v, H] @ [H, H]`` GEMM written straight into
+    the output buffer. The permutations for all steps are computed up front (one ``argsort``),
+    the state stays in "sorted" order and is un-permuted once at the end. Work: exact
+    (no redundancy); cost: about ``1 + (#tokens present)`` kernel launches per step.
+``"alltokens"``
+    ``h @ [A_1^T ... A_V^T]`` for every token at once, then each sample picks its row. Two
+    launches per step but ``V``-times redundant arithmetic: wins only for tiny ``B * H``.
+``"auto"``
+    Chooses by a cost model of launches and arithmetic (:func:`choose_dense_method`).
+"""
+from __future__ import annotations
+
+import torch
+
+# Cost model constants for choose_dense_method, measured on the 2-core CPU of this project
+# (reference/benchmarks.md): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
+_OP_SECONDS = 3.5e-6
+_FLOP_RATE = 6.0e10
+
+DENSE_METHODS = ("auto", "grouped", "alltokens")
+
+
+def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
+    """Pick the faster exact method for the dense per-token recurrence.
+
+    Parameters
+    ----------
+    n_tokens : int
+        Vocabulary size V (number of distinct transition matrices).
+    batch, hidden : int
+        B and H.
+
+    Returns
+    -------
+    str
+        ``"grouped"`` or ``"alltokens"``.
+
+    Notes
+    -----
+    Per step, ``alltokens`` costs 2 launches plus ``V`` times the useful GEMM arithmetic;
+    ``grouped`` costs ``1 + min(V, B)`` launches plus the useful arithmetic (at a lower
+    efficiency, small GEMMs, modelled as 1.5x). The model is deliberately crude: it only
+    has to separate "tiny batch*hidden" (launch-bound) from "real sizes" (arithmetic-bound).
+    """
+    useful = 2.0 * batch * hidden * hidden / _FLOP_RATE
+    alltokens = 2 * _OP_SECONDS + n_tokens * useful
+    groups = min(n_tokens, batch)
+    grouped = (1 + groups) * _OP_SECONDS * 1.2 + 1.5 * useful
+    return "alltokens" if alltokens < grouped else "grouped"
+
+
+def _normalize_backward(g: torch.Tensor, y: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """Gradient through ``y = u / ||u||`` (rows): ``(g - y (y.g)) / ||u||``."""
+    return (g - y * (y * g).sum(dim=1, keepdim=True)) / norm
+
+
+def _segments(counts: torch.Tensor) -> list[list[tuple[int, int, int]]]:
+    """Per step, the (token, start, end) of each non-empty token group in sorted order.
+
+    counts : [T, V] int64. One ``tolist`` up front so the hot loop touches no tensors.
+    """
+    out = []
+    for row in counts.tolist():
+        segs, start = [], 0
+        for v, n in enumerate(row):
+            if n:
+                segs.append((v, start, start + n))
+                start += n
+        out.append(segs)
+    return out
+
+
+def _token_grad_tables(
+    keys: torch.Tensor, X: torch.Tensor, dU: torch.Tensor, n_tokens: int
+) -> torch.Tensor:
+    """``dAT[v] = sum over rows r with keys[r] == v of X[r]^T dU[r]``, one GEMM per token.
+
+    keys : [N] token per row; X, dU : [N, H]. Returns [V, H, H].
+    """
+    H = X.shape[1]
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=n_tokens).tolist()
+    return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)
+
+
+def _segment_gemms(Xg: torch.Tensor, Ug: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Rows grouped by token (``counts[v]`` consecutive rows each): ``out[v] = Xg_v^T Ug_v``."""
+    H = Xg.shape[1]
+    out = torch.zeros(len(counts), H, H, dtype=Xg.dtype, device=Xg.device)
+    start = 0
+    for v, n in enumerate(counts):
+        if n:
+            torch.mm(Xg[start:start + n].t(), Ug[start:start + n], out=out[v])
+            start += n
+    return out
+
+
+class _DenseTokenRecurrence(torch.autograd.Function):
+    """States of ``u_t = h_{t-1} @ AT[tok_t] (+ C_t)``, ``h_t = u_t (/ ||u_t||)``.
+
+    Inputs: AT [V, H, H] (transposed per-token matrices), tokens [T, B] int64, h0 [B, H],
+    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens").
+    Output: states [T, B, H].
+    """
+
+    @staticmethod
+    def forward(ctx, AT, tokens, h0, C, normalize, method):
+        T, B = tokens.shape
+        V, H, _ = AT.shape
+        dtype, device = AT.dtype, AT.device
+        need_grad = any(ctx.needs_input_grad[i] for i in (0, 2, 3))
+        S = torch.empty(T, B, H, dtype=dtype, device=device)
+        N = torch.empty(T, B, 1, dtype=dtype, device=device) if normalize else None
+        N_steps = N.unbind(0) if normalize else None
+        AT = AT.contiguous()
+        AT_v = AT.unbind(0)
+        S_steps = S.unbind(0)
+        if method == "grouped":
+            # Slot j of step t holds sample order[t, j]: samples reading the same token are
+            # contiguous, so each token's group is one GEMM on a contiguous row block. The
+            # states are kept in the original order (two row index_selects per step are much
+            # cheaper than un-permuting a fresh [T, B, H] tensor at the end).
+            order = torch.argsort(tokens, dim=1, stable=True)
+            inv = torch.empty_like(order).scatter_(
+                1, order, torch.arange(B, device=device).expand(T, B))
+            counts = torch.zeros(T, V, dtype=torch.long, device=device)
+            counts.scatter_add_(1, tokens, torch.ones_like(tokens))
+            segs = _segments(counts)
+            X = torch.empty(T, B, H, dtype=dtype, device=device) if need_grad else None
+            X_steps = X.unbind(0) if need_grad else None
+            xbuf = torch.empty(B, H, dtype=dtype, device=device)
+            sbuf = torch.empty(B, H, dtype=dtype, device=device)
+            order_steps, inv_steps = order.unbind(0), inv.unbind(0)
+            C_steps = None if C is None else C.unbind(0)
+            prev = h0.contiguous()
+            for t in range(T):
+                xt = X_steps[t] if need_grad else xbuf
+                torch.index_select(prev, 0, order_steps[t], out=xt)
+                for v, s, e in segs[t]:
+                    torch.mm(xt[s:e], AT_v[v], out=sbuf[s:e])
+                st = S_steps[t]
+                torch.index_select(sbuf, 0, inv_steps[t], out=st)
+                if C_steps is not None:
+                    st.add_(C_steps[t])
+                if normalize:
+                    st.div_(torch.linalg.vector_norm(st, dim=1, keepdim=True, out=N_steps[t]))
+                prev = st
+            states = S
+            if need_grad:
+                ctx.save_for_backward(AT, S, X, N, order, inv)
+                ctx.segs = segs
+        elif method == "alltokens":
+            AT_cat = AT.permute(1, 0, 2).reshape(H, V * H)               # [H, V*H]
+            idx = tokens.view(T, B, 1, 1).expand(T, B, 1, H)
+            big = torch.empty(B, V * H, dtype=dtype, device=device)
+            idx_steps = idx.unbind(0)
+            C_steps = None if C is None else C.unbind(0)
+            prev = h0
+            for t in range(T):
+                torch.mm(prev, AT_cat, out=big)
+                st = S_steps[t]
+                torch.gather(big.view(B, V, H), 1, idx_steps[t], out=st.view(B, 1, H))
+                if C_steps is not None:
+                    st.add_(C_steps[t])
+                if normalize:
+                    st.div_(torch.linalg.vector_norm(st, dim=1, keepdim=True, out=N_steps[t]))
+                prev = st
+            states = S
+            if need_grad:
+                ctx.save_for_backward(AT, S, h0, N, tokens)
+        else:
+            raise ValueError(f"method={method!r}; accepted: 'grouped', 'alltokens'")
+        ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
+        ctx.shape = (T, B, V, H)
+        return states
+
+    @staticmethod
+    def _backward_step(g_in, carry, y, n, out):
+        """Gradient wrt u_t written into ``out``; through the normalisation when on."""
+        if carry is not None:
+            g_in = g_in + carry
+        if y is None:
+            out.copy_(g_in)
+        else:
+            dot = (y * g_in).sum(dim=1, keepdim=True)
+            torch.addcmul(g_in, y, dot, value=-1.0, out=out)
+            out.div_(n)
+        return out
+
+    @staticmethod
+    def backward(ctx, G):
+        T, B, V, H = ctx.shape
+        normalize = ctx.normalize
+        G = G.contiguous()
+        need_dU = ctx.has_C or ctx.method == "alltokens"
+        dU = torch.empty(T, B, H, dtype=G.dtype, device=G.device) if need_dU else None
+        dU_steps = dU.unbind(0) if need_dU else None
+        step = _DenseTokenRecurrence._backward_step
+        if ctx.method == "grouped":
+            AT, S, X, N, order, inv = ctx.saved_tensors
+            A_v = AT.transpose(1, 2).contiguous().unbind(0)
+            grad_AT = torch.zeros(V, H, H, dtype=G.dtype, device=G.device)
+            gA_v = grad_AT.unbind(0)
+            S_steps, X_steps = S.unbind(0), X.unbind(0)
+            N_steps = N.unbind(0) if normalize else None
+            order_steps, inv_steps = order.unbind(0), inv.unbind(0)
+            gbuf = torch.empty(B, H, dtype=G.dtype, device=G.device)
+            gs = torch.empty(B, H, dtype=G.dtype, device=G.device)
+            gx = torch.empty(B, H, dtype=G.dtype, device=G.device)
+            carry = None
+            segs = ctx.segs
+            for t in range(T - 1, -1, -1):
+                g = step(G[t], carry, S_steps[t] if normalize else None,
+                         N_steps[t] if normalize else None,
+                         dU_steps[t] if ctx.has_C else gbuf)
+                torch.index_select(g, 0, order_steps[t], out=gs)
+                xt = X_steps[t]
+                for v, s, e in segs[t]:
+                    torch.mm(gs[s:e], A_v[v], out=gx[s:e])
+                    # dA accumulated per group here: no [T, B, H] re-sort afterwards.
+                    gA_v[v].addmm_(xt[s:e].t(), gs[s:e])
+                carry = gx.index_select(0, inv_steps[t])
+            grad_h0 = carry
+            grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
+        else:
+            AT, S, h0, N, tokens = ctx.saved_tensors
+            A_cat = AT.transpose(1, 2).reshape(V * H, H)                 # rows v*H+i: A_v[i, :]
+            idx = tokens.view(T, B, 1, 1).expand(T, B, 1, H)
+            big = torch.zeros(B, V, H, dtype=G.dtype, device=G.device)
+            carry = None
+            for t in range(T - 1, -1, -1):
+                g = step(G[t], carry, S[t] if normalize else None, N[t] if normalize else None,
+                         dU_steps[t])
+                big.zero_()
+                big.scatter_(1, idx[t], g.unsqueeze(1))
+                carry = big.view(B, V * H) @ A_cat
+            grad_h0 = carry
+            X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
+            grad_AT = _token_grad_tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
+            grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
+        return grad_AT, None, grad_h0, grad_C, None, None
+
+
+class _DiagRecurrence(torch.autograd.Function):
+    """States of ``u_t = P_t * h_{t-1} (+ C_t)``, ``h_t = u_t (/ ||u_t||)``, elementwise.
+
+    Inputs: P [T, B, H] (real diagonal, or complex diagonal interleaved as
+    ``(a_0, b_0, a_1, b_1, ...)`` acting on the pairs ``(h_{2n}, h_{2n+1})``), h0 [B, H],
+    C [T, B, H] or None, normalize (bool), is_complex (bool). Output: states [T, B, H].
+    """
+
+    @staticmethod
+    def forward(ctx, P, h0, C, normalize, is_complex):
+        T, B, H = P.shape
+        S = torch.empty(T, B, H, dtype=P.dtype, device=P.device)
+        N = torch.empty(T, B, 1, dtype=P.dtype, device=P.device) if normalize else None
+        P = P.contiguous()
+        if is_complex:
+            Pv = torch.view_as_complex(P.view(T, B, H // 2, 2)).unbind(0)
+            Sv = torch.view_as_complex(S.view(T, B, H // 2, 2)).unbind(0)
+            prev = torch.view_as_complex(h0.contiguous().view(B, H // 2, 2))
+        else:
+            Pv, Sv, prev = P.unbind(0), S.unbind(0), h0
+        S_steps = S.unbind(0)
+        C_steps = None if C is None else C.unbind(0)
+        for t in range(T):
+            torch.mul(prev, Pv[t], out=Sv[t])
+            st = S_steps[t]
+            if C_steps is not None:
+                st.add_(C_steps[t])
+            if normalize:
+                nt = torch.linalg.vector_norm(st, dim=1, keepdim=True, out=N[t])
+                st.div_(nt)
+            prev = Sv[t]
+        ctx.save_for_backward(P, h0, S, N if normalize else None)
+        ctx.normalize, ctx.is_complex, ctx.has_C = normalize, is_complex, C is not None
+        return S
+
+    @staticmethod
+    def backward(ctx, G):
+        P, h0, S, N = ctx.saved_tensors
+        T, B, H = P.shape
+        normalize, is_complex = ctx.normalize, ctx.is_complex
+        G = G.contiguous()
+        dP = torch.empty_like(P)
+        dU = torch.empty_like(S) if ctx.has_C else None
+        carry = None
+        if is_complex:
+            Pc = torch.view_as_complex(P.view(T, B, H // 2, 2))
+            Sc = torch.view_as_complex(S.view(T, B, H // 2, 2))
+            h0c = torch.view_as_complex(h0.contiguous().view(B, H // 2, 2))
+            dPc = torch.view_as_complex(dP.view(T, B, H // 2, 2))
+        for t in range(T - 1, -1, -1):
+            g = G[t] if carry is None else G[t] + carry
+            if normalize:
+                g = _normalize_backward(g, S[t], N[t])
+            if dU is not None:
+                dU[t].copy_(g)
+            if is_complex:
+                gc = torch.view_as_complex(g.contiguous().view(B, H // 2, 2))
+                prev = Sc[t - 1] if t > 0 else h0c
+                torch.mul(gc, prev.conj(), out=dPc[t])
+                carry = torch.view_as_real(gc * Pc[t].conj()).reshape(B, H)
+            else:
+                prev = S[t - 1] if t > 0 else h0
+                torch.mul(g, prev, out=dP[t])
+                carry = g * P[t]
+        return dP, carry, dU, None, None
+
+
+def dense_token_recurrence(
+    AT: torch.Tensor,
+    tokens: torch.Tensor,
+    h0: torch.Tensor,
+    C: torch.Tensor | None = None,
+    normalize: bool = False,
+    method: str = "auto",
+) -> torch.Tensor:
+    """Run ``h_t = norm(h_{t-1} @ AT[tokens_t] + C_t)`` for all steps.
+
+    Parameters
+    ----------
+    AT : Tensor [V, H, H]
+        Per-token transition matrices, *transposed* (``AT[v] = A_v^T``), so that the row
+        state advances as ``h @ AT[v]``.
+    tokens : LongTensor [T, B]
+        Time-major token ids in ``[0, V)``.
+    h0 : Tensor [B, H]
+        Start states.
+    C : Tensor [T, B, H] or None
+        Additive term per step (the ``additive`` flag), or None.
+    normalize : bool
+        L2-normalise each state.
+    method : {"auto", "grouped", "alltokens"}
+        See the module docstring.
+
+    Returns
+    -------
+    Tensor [T, B, H]
+        The states ``h_1 ... h_T``.
+    """
+    if method not in DENSE_METHODS:
+        raise ValueError(f"method={method!r}; accepted: {', '.join(map(repr, DENSE_METHODS))}")
+    if method == "auto":
+        method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1])
+    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method)
+
+
+def diag_recurrence(
+    P: torch.Tensor,
+    h0: torch.Tensor,
+    C: torch.Tensor | None = None,
+    normalize: bool = False,
+    is_complex: bool = False,
+) -> torch.Tensor:
+    """Run the elementwise recurrence ``h_t = norm(P_t * h_{t-1} + C_t)``.
+
+    Parameters
+    ----------
+    P : Tensor [T, B, H]
+        Per-step diagonal. With ``is_complex`` the entries are interleaved complex numbers
+        ``(a_0, b_0, a_1, b_1, ...)``; pair n multiplies the state pair ``(h_{2n}, h_{2n+1})``
+        read as the complex number ``h_{2n} + i h_{2n+1}`` (the 2x2 block ``[[a, -b], [b, a]]``).
+    h0 : Tensor [B, H]
+    C : Tensor [T, B, H] or None
+    normalize : bool
+    is_complex : bool
+
+    Returns
+    -------
+    Tensor [T, B, H]
+    """
+    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex))
