@@ -1,0 +1,460 @@
+"""Safe checkpoints: save, validate and load model folders, and resolve zoo names.
+
+A checkpoint is a folder::
+
+    model.safetensors   weights (safetensors only: loading never runs code, no pickle anywhere)
+    config.json         format_version, model config, task spec, training config, versions, seed,
+                        and the SHA-256 of model.safetensors
+    metrics.json        accuracy per length (raw and chance-normalised), train time, steps
+
+The danger this module guards against is a checkpoint that loads *silently wrong*: a truncated
+copy, a hand-edited config whose hidden size no longer matches the weights, a flipped byte in a
+tensor. Every such case raises :class:`CheckpointError` (a ``ValueError``) naming the file and
+what is wrong. The weights' SHA-256 lives in ``config.json``, and ``config.json`` is written
+last, so a write interrupted half-way (new weights, old config) is detected rather than loaded.
+
+Writes are atomic per file: temporary file in the same folder, ``fsync``, ``os.replace``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+INDEX_FILE = "index.json"
+
+#: Variants ``workbench.models.build_model`` accepts (internals.md). Checked before building so
+#: that a hand-edited variant gets a message naming the accepted forms.
+KNOWN_VARIANTS = (
+    "full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
+    "lstm", "gru", "elman", "transformer",
+)
+
+# safetensors dtype names -> bytes per element (the ones torch can produce).
+_ST_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder (or the zoo index) is missing, malformed or inconsistent."""
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder (same filesystem, so the rename is
+    atomic), are flushed and fsynced, then ``os.replace`` swaps them in and the folder is
+    fsynced. A crash leaves either the old file or the new one, never a mixture.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable; not supported on every platform
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (non-finite floats are refused)."""
+    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: str | os.PathLike, what: str | None = None) -> Any:
+    """Read a JSON file, raising :class:`CheckpointError` with the position of a syntax error."""
+    path = Path(path)
+    what = what or str(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{what}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(
+            f"{what}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# safetensors with structural checks
+# --------------------------------------------------------------------------------------------
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tensors_to_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """Serialise ``{name: tensor}`` with safetensors (contiguous CPU copies, no shared storage)."""
+    from safetensors.torch import save
+
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    return save(clean, metadata=metadata)
+
+
+def check_safetensors_bytes(data: bytes, what: str) -> dict[str, dict]:
+    """Validate the layout of a safetensors blob before handing it to the parser.
+
+    safetensors itself rejects most damage, but with terse messages; this names the problem
+    (truncated, garbled header, overlapping or out-of-range offsets, size not matching shape).
+
+    Returns
+    -------
+    header : dict
+        ``{tensor name: {"dtype": str, "shape": list[int], "data_offsets": [begin, end]}}``.
+    """
+    n = len(data)
+    if n < 8:
+        raise CheckpointError(f"{what}: truncated ({n} bytes; a safetensors file has at least 8)")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > n - 8:
+        raise CheckpointError(
+            f"{what}: truncated or garbled (header claims {header_len} bytes, file has {n - 8} "
+            "after the length field)")
+    try:
+        header = json.loads(data[8:8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{what}: garbled header (not valid JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{what}: garbled header (not a JSON object)")
+    body = n - 8 - header_len
+    spans = []
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{what}: garbled header entry for tensor {name!r}") from None
+        if dtype not in _ST_ITEMSIZE:
+            raise CheckpointError(f"{what}: tensor {name!r} has unknown dtype {dtype!r}")
+        expected = math.prod(shape) * _ST_ITEMSIZE[dtype]
+        if end - begin != expected:
+            raise CheckpointError(
+                f"{what}: tensor {name!r} spans {end - begin} bytes but shape {shape} x {dtype} "
+                f"needs {expected} (garbled header)")
+        if end > body:
+            raise CheckpointError(
+                f"{what}: truncated (tensor {name!r} ends at byte {end} of the data section, "
+                f"which has only {body})")
+        spans.append((begin, end))
+        out[name] = {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+    spans.sort()
+    pos = 0
+    for begin, end in spans:
+        if begin != pos:
+            raise CheckpointError(f"{what}: garbled header (tensor data overlaps or has gaps)")
+        pos = end
+    if pos != body:
+        raise CheckpointError(
+            f"{what}: {body - pos} unexpected trailing bytes after the tensor data (garbled)")
+    return out
+
+
+def load_tensors(path: str | os.PathLike, what: str | None = None,
+                 expected_sha256: str | None = None) -> dict:
+    """Load a safetensors file into ``{name: tensor}`` after structural (and hash) checks."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    what = what or str(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}: file not found")
+    data = path.read_bytes()
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        # Structural damage gets the more specific message first.
+        check_safetensors_bytes(data, what)
+        raise CheckpointError(
+            f"{what}: contents do not match the SHA-256 recorded in config.json (the weights "
+            "were changed or corrupted after saving)")
+    check_safetensors_bytes(data, what)
+    try:
+        return load(data)
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{what}: cannot be parsed ({type(e).__name__}: {e})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# saving
+# --------------------------------------------------------------------------------------------
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a checkpoint's numbers (no heavy imports)."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("bilinear-workbench", "torch", "numpy", "safetensors", "transformer-lens"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _json_safe(obj):
+    """Convert numpy scalars / tuples / int keys so that the JSON round trip is lossless."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config: dict,
+                    metrics: dict, seed: int | None = None) -> Path:
+    """Write a checkpoint folder atomically.
+
+    Parameters
+    ----------
+    path : folder to create or overwrite.
+    model : a ``workbench.models`` module with a ``cfg`` (ModelConfig) attribute.
+    task_spec : the spec ``make_task`` accepts, e.g. ``"cyclic:5"``.
+    train_config : JSON-safe training settings (recorded, not interpreted here).
+    metrics : JSON-safe metrics (``accuracy`` {length: acc}, ``normalized_accuracy``, ...).
+    seed : the training seed (defaults to ``train_config["seed"]``).
+
+    Refuses (``ValueError``) weights with NaN/inf: a broken model is never written.
+    """
+    import torch
+
+    path = Path(path)
+    cfg = _model_config_of(model)
+    state = model.state_dict()
+    for name, t in state.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"refusing to save checkpoint {path}: tensor {name!r} has NaN/inf")
+    blob = tensors_to_bytes(state, metadata={"format": "pt", "workbench_format": str(FORMAT_VERSION)})
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model": cfg.to_dict(),
+        "task": task_spec,
+        "training": _json_safe(train_config),
+        "seed": seed if seed is not None else train_config.get("seed"),
+        "versions": package_versions(),
+        "weights_sha256": sha256_bytes(blob),
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    # Order matters: weights, metrics, then config (which carries the weights' hash). A crash
+    # before config.json is replaced leaves a hash mismatch that load_checkpoint reports.
+    atomic_write_bytes(path / WEIGHTS_FILE, blob)
+    atomic_write_json(path / METRICS_FILE, _json_safe(metrics))
+    atomic_write_json(path / CONFIG_FILE, config)
+    return path
+
+
+def _model_config_of(model):
+    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+    if cfg is None or not hasattr(cfg, "to_dict"):
+        raise ValueError("model has no ModelConfig at .cfg (expected a workbench.models module)")
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# zoo index and name resolution
+# --------------------------------------------------------------------------------------------
+
+def zoo_root() -> Path:
+    """The shipped zoo folder: ``$WORKBENCH_CHECKPOINTS`` or ``<repo>/checkpoints``."""
+    env = os.environ.get("WORKBENCH_CHECKPOINTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def read_index(root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``checkpoints/index.json`` as ``{name: {"folder", "task", "variant", "accuracy_500", ...}}``.
+
+    A missing index is an empty zoo; a malformed one raises :class:`CheckpointError`.
+    """
+    root = Path(root) if root is not None else zoo_root()
+    path = root / INDEX_FILE
+    if not path.exists():
+        return {}
+    index = read_json(path, f"zoo index {path}")
+    if not isinstance(index, dict) or not isinstance(index.get("models", {}), dict):
+        raise CheckpointError(f"zoo index {path}: expected an object with a 'models' mapping")
+    return index.get("models", {})
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A checkpoint folder from a path or a zoo name (``checkpoints/index.json``).
+
+    Raises ``FileNotFoundError`` naming both interpretations when neither exists.
+    """
+    p = Path(path_or_name)
+    if p.is_dir():
+        return p
+    if p.exists():
+        raise CheckpointError(f"{p}: a checkpoint is a folder, got a file")
+    root = Path(root) if root is not None else zoo_root()
+    index = read_index(root)
+    name = str(path_or_name)
+    if name in index:
+        entry = index[name]
+        folder = entry.get("folder") if isinstance(entry, dict) else None
+        if not isinstance(folder, str):
+            raise CheckpointError(f"zoo index entry {name!r} has no 'folder'")
+        full = root / folder
+        if not full.is_dir():
+            raise FileNotFoundError(f"zoo model {name!r} points to {full}, which does not exist "
+                                    "(rebuild with `python -m workbench zoo build`)")
+        return full
+    hint = f"; zoo names: {', '.join(sorted(index)[:5])}{', ...' if len(index) > 5 else ''}" \
+        if index else " (the zoo index is empty)"
+    raise FileNotFoundError(f"no checkpoint folder or zoo model named {name!r}{hint}")
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """Read and validate ``config.json`` of a checkpoint folder (no model is built)."""
+    folder = Path(folder)
+    for fname in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE):
+        if not (folder / fname).is_file():
+            raise CheckpointError(f"checkpoint {folder} is missing {fname}")
+    config = read_json(folder / CONFIG_FILE, f"{folder / CONFIG_FILE}")
+    what = str(folder / CONFIG_FILE)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{what}: expected a JSON object")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{what}: 'format_version' missing or not an integer (got {version!r})")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{what}: format_version {version} is newer than this workbench supports "
+            f"({FORMAT_VERSION}); upgrade the workbench")
+    if version < 1:
+        raise CheckpointError(f"{what}: invalid format_version {version}")
+    for key, typ in (("model", dict), ("task", str)):
+        if not isinstance(config.get(key), typ):
+            raise CheckpointError(f"{what}: '{key}' missing or not a {typ.__name__}")
+    variant = config["model"].get("variant")
+    if variant not in KNOWN_VARIANTS:
+        raise CheckpointError(
+            f"{what}: unknown variant {variant!r}; accepted: {', '.join(KNOWN_VARIANTS)}")
+    return config
+
+
+def read_metrics(folder: str | os.PathLike) -> dict:
+    """Read ``metrics.json`` of a checkpoint folder."""
+    m = read_json(Path(folder) / METRICS_FILE, str(Path(folder) / METRICS_FILE))
+    if not isinstance(m, dict):
+        raise CheckpointError(f"{Path(folder) / METRICS_FILE}: expected a JSON object")
+    return m
+
+
+def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True,
+                    root: str | os.PathLike | None = None):
+    """Load a checkpoint folder or zoo model, validating everything.
+
+    Parameters
+    ----------
+    path_or_name : a checkpoint folder, or a name listed in ``checkpoints/index.json``.
+    verify_hash : compare ``model.safetensors`` with the SHA-256 in ``config.json``. Turn off
+        only for weights edited on purpose.
+    root : zoo folder for name resolution (default :func:`zoo_root`).
+
+    Returns
+    -------
+    (model, task) : the model in eval mode and the task from its spec.
+
+    Raises
+    ------
+    FileNotFoundError : no such folder or zoo name.
+    CheckpointError (ValueError) : missing files, malformed JSON, newer format, unknown variant,
+        task/config mismatch, truncated or garbled weights, missing/extra tensors, shape or dtype
+        mismatch, non-finite weights.
+    """
+    import torch
+
+    folder = resolve_checkpoint(path_or_name, root)
+    config = read_config(folder)
+    read_metrics(folder)  # malformed metrics are an error too: the zoo tables read them
+    what = str(folder / CONFIG_FILE)
+
+    from workbench.tasks import make_task
+    try:
+        task = make_task(config["task"])
+    except ValueError as e:
+        raise CheckpointError(f"{what}: bad task spec {config['task']!r}: {e}") from None
+
+    from workbench.models import ModelConfig, build_model
+    try:
+        cfg = ModelConfig.from_dict(config["model"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: bad model config: {e}") from None
+    if cfg.d_vocab != task.d_vocab or cfg.n_classes != task.n_classes:
+        raise CheckpointError(
+            f"{what}: model config (d_vocab={cfg.d_vocab}, n_classes={cfg.n_classes}) does not fit "
+            f"task {config['task']!r} (d_vocab={task.d_vocab}, n_classes={task.n_classes})")
+    try:
+        with torch.random.fork_rng():  # building draws an init we overwrite; keep caller's RNG
+            model = build_model(cfg)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{what}: model config cannot be built: {e}") from None
+
+    expected_hash = config.get("weights_sha256") if verify_hash else None
+    tensors = load_tensors(folder / WEIGHTS_FILE, str(folder / WEIGHTS_FILE), expected_hash)
+    wanted = model.state_dict()
+    missing = sorted(set(wanted) - set(tensors))
+    extra = sorted(set(tensors) - set(wanted))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing}")
+        if extra:
+            parts.append(f"unexpected tensors {extra}")
+        raise CheckpointError(
+            f"{folder / WEIGHTS_FILE}: {'; '.join(parts)} for variant {cfg.variant!r} "
+            f"(config.json and weights disagree)")
+    for name, ref in wanted.items():
+        t = tensors[name]
+        if tuple(t.shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{folder / WEIGHTS_FILE}: tensor {name!r} has shape {list(t.shape)} but the "
+                f"config in config.json (variant={cfg.variant}, d_hidden={cfg.d_hidden}) needs "
+                f"{list(ref.shape)}")
+        if t.dtype != ref.dtype:
+            raise CheckpointError(
+                f"{folder / WEIGHTS_FILE}: tensor {name!r} has dtype {t.dtype}, model expects {ref.dtype}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{folder / WEIGHTS_FILE}: tensor {name!r} has NaN/inf values")
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model, task

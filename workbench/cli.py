@@ -1,0 +1,303 @@
+"""``python -m workbench {train,eval,analyze,report,zoo,demo}``.
+
+Only ``argparse`` is imported at module level so that ``--help`` is instant; each command
+imports what it needs (``workbench.models`` pulls in TransformerLens, ~6 s). Every user error
+(bad argument, bad checkpoint, bad task spec) ends with exit code 2 and one line on stderr, no
+traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage + message on two lines; the contract is one line."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,100,500, got {text!r}")
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers like 10,100,500, got {text!r}")
+    return vals
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1e-3,3e-3, got {text!r}")
+    if not vals or any(not (0 < v < 10) for v in vals):
+        raise argparse.ArgumentTypeError(f"learning rates must be in (0, 10), got {text!r}")
+    return vals
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _length_range(text: str):
+    from workbench.training import parse_lengths  # noqa: F401  (torch: only when used)
+    try:
+        return parse_lengths(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
+VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
+            "lstm", "gru", "elman", "transformer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m workbench",
+                description="Bilinear-RNN interpretability workbench: train, evaluate, analyse.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model and write a checkpoint folder",
+                       description="Train with the default recipe (Adam, cosine decay, per-step "
+                       "loss, normalised states, early stop when length 50 and 500 are solved).")
+    t.add_argument("--task", required=True, help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
+    t.add_argument("--variant", default="full", choices=VARIANTS)
+    t.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default: rule from #states)")
+    t.add_argument("--rank", type=_positive_int, default=None, help="cp rank (default 2*hidden)")
+    t.add_argument("--block-size", type=_positive_int, default=None, help="block variant: block size")
+    t.add_argument("--layers", type=_positive_int, default=1, help="layers (positive_diag, baselines)")
+    t.add_argument("--additive", action="store_true", help="add B x_t + b (the affine ablation)")
+    t.add_argument("--freeze-transition", action="store_true", help="frozen random transitions")
+    t.add_argument("--steps", type=_positive_int, default=10_000, help="step cap (default 10000)")
+    t.add_argument("--lr", type=_float_list, default=[3e-3], help="learning rate(s): 3e-3 or a grid 1e-3,3e-3")
+    t.add_argument("--batch", type=_positive_int, default=64)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-lengths", type=_length_range, default=None, help="LO-HI (default 2-10, or the preset's)")
+    t.add_argument("--loss", choices=("final", "per_step"), default="final",
+                   help="final: last step only (default; per_step fitted length 50 but not 500)")
+    t.add_argument("--preset", choices=("paper", "deletang"), default="paper")
+    t.add_argument("--eval-lengths", type=_int_list, default=[10, 50, 500])
+    t.add_argument("--no-early-stop", action="store_true")
+    t.add_argument("--out", default=None, help="checkpoint folder (default runs/TASK-VARIANT-sSEED)")
+    t.add_argument("--threads", type=_positive_int, default=1)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="accuracy per length, raw and chance-normalised")
+    e.add_argument("checkpoint", help="checkpoint folder or zoo name")
+    e.add_argument("--lengths", type=_int_list, default=None, help="e.g. 10,100,500 (default: the preset's)")
+    e.add_argument("--preset", choices=("paper", "deletang"), default=None,
+                   help="paper: length 500; deletang: mean over lengths 41-500")
+    e.add_argument("--stride", type=_positive_int, default=1, help="deletang: every k-th length only")
+    e.add_argument("--n", type=_positive_int, default=512, help="sequences per length")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    a = sub.add_parser("analyze", help="analyses of one model as JSON")
+    a.add_argument("checkpoint")
+    a.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    a.set_defaults(func=cmd_analyze)
+
+    r = sub.add_parser("report", help="build the HTML report from the shipped zoo")
+    r.add_argument("--out", default="reports/")
+    r.set_defaults(func=cmd_report)
+
+    z = sub.add_parser("zoo", help="build or list the model zoo")
+    zsub = z.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", parser_class=_Parser)
+    zsub.required = True
+    zb = zsub.add_parser("build", help="train every run of the plan not yet finished, then write tables")
+    zb.add_argument("--jobs", type=_positive_int, default=2, help="parallel processes (one thread each)")
+    zb.add_argument("--only", default=None, help="glob over run names, e.g. 'cyclic5_*' (comma-separated)")
+    zb.add_argument("--root", default=None, help="zoo folder (default checkpoints/)")
+    zb.add_argument("--dry-run", action="store_true", help="list the runs that would train")
+    zb.add_argument("--no-progress", action="store_true")
+    zb.set_defaults(func=cmd_zoo_build)
+    zl = zsub.add_parser("list", help="list the runs of the plan and their status")
+    zl.add_argument("--root", default=None)
+    zl.add_argument("--only", default=None)
+    zl.set_defaults(func=cmd_zoo_list)
+    zt = zsub.add_parser("tables", help="rewrite results.csv/results.md/index.json from finished runs")
+    zt.add_argument("--root", default=None)
+    zt.set_defaults(func=cmd_zoo_tables)
+
+    d = sub.add_parser("demo", help="train a tiny model on cyclic:5 and show what its states do")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from workbench.training import TrainConfig, get_preset, train
+
+    preset = get_preset(args.preset)
+    cfg = TrainConfig(
+        task=args.task, variant=args.variant, d_hidden=args.hidden, rank=args.rank,
+        block_size=args.block_size if args.variant == "block" else None, n_layers=args.layers,
+        additive=args.additive, freeze_transition=args.freeze_transition, steps=args.steps,
+        lr=tuple(args.lr), batch_size=args.batch, seed=args.seed,
+        train_lengths=args.train_lengths or preset.train_lengths, loss=args.loss,
+        eval_lengths=tuple(args.eval_lengths), early_stop=not args.no_early_stop)
+    out = args.out or f"runs/{args.task.replace(':', '').replace('/', '_')}-{args.variant}-s{args.seed}"
+    res = train(cfg, out, progress=not args.no_progress, threads=args.threads)
+    state = "reused finished checkpoint" if res.reused else ("resumed" if res.resumed else "trained")
+    print(f"{state}: {out}  lr={res.lr:g} steps={res.steps} time={res.train_time_s:.1f}s "
+          f"solved(validation)={res.solved}")
+    _print_table(res.accuracy, res.normalized_accuracy)
+    return 0
+
+
+def _print_table(acc: dict, norm: dict, title: str | None = None) -> None:
+    if title:
+        print(title)
+    print(f"{'length':>8}  {'accuracy':>9}  {'normalised':>10}")
+    for L in acc:
+        print(f"{L:>8}  {acc[L]:>9.4f}  {norm[L]:>10.4f}")
+
+
+def cmd_eval(args) -> int:
+    from workbench.checkpoints import load_checkpoint
+    from workbench.training import evaluate, evaluate_preset, normalized_accuracy
+
+    model, task = load_checkpoint(args.checkpoint)
+    if args.preset and args.lengths:
+        raise ValueError("give either --lengths or --preset, not both")
+    if args.preset:
+        sc = evaluate_preset(model, task, args.preset, stride=args.stride, n_sequences=args.n, seed=args.seed)
+        if args.json:
+            print(json.dumps({"task": task.spec, "preset": sc.preset, "stride": sc.stride,
+                              "score": sc.score, "normalized_score": sc.normalized_score,
+                              "accuracy": {str(k): v for k, v in sc.accuracy.items()}}))
+            return 0
+        if args.preset == "paper":
+            _print_table(sc.accuracy, sc.normalized, f"{task.spec}  preset=paper (length 500)")
+        else:
+            print(f"{task.spec}  preset=deletang  lengths 41-500 stride {sc.stride} "
+                  f"({sc.lengths_evaluated} lengths x {args.n} sequences)")
+        print(f"score {sc.score:.4f}  normalised {sc.normalized_score:.4f}")
+        return 0
+    lengths = args.lengths or [10, 100, 500]
+    acc = evaluate(model, task, lengths, args.n, args.seed)
+    norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
+    if args.json:
+        print(json.dumps({"task": task.spec, "chance": task.chance,
+                          "accuracy": {str(k): v for k, v in acc.items()},
+                          "normalized_accuracy": {str(k): v for k, v in norm.items()}}))
+    else:
+        _print_table(acc, norm, f"{task.spec}  variant={model.cfg.variant}  chance={task.chance:.4f}")
+    return 0
+
+
+def _optional_module(name: str, what: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and (name == e.name or name.startswith(e.name + ".")):
+            raise _UserError(f"{what} is not available ({name} is missing from this installation)")
+        raise
+
+
+class _UserError(Exception):
+    pass
+
+
+def cmd_analyze(args) -> int:
+    mod = _optional_module("analyses.summary", "analyze")
+    fn = getattr(mod, "analyze_checkpoint", None)
+    if fn is None:
+        raise _UserError("analyze is not available (analyses.summary has no analyze_checkpoint)")
+    from workbench.checkpoints import resolve_checkpoint, read_config
+
+    folder = resolve_checkpoint(args.checkpoint)
+    read_config(folder)  # fail fast with the checkpoint's own message
+    print(json.dumps(fn(str(folder)), indent=2, default=_json_default))
+    return 0
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def cmd_report(args) -> int:
+    mod = _optional_module("analyses.report", "report")
+    fn = getattr(mod, "build_report", None)
+    if fn is None:
+        raise _UserError("report is not available (analyses.report has no build_report)")
+    out = fn(args.out)
+    print(f"report written to {out or args.out}")
+    return 0
+
+
+def cmd_zoo_build(args) -> int:
+    from workbench import zoo
+
+    return zoo.build(root=args.root, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
+                     progress=not args.no_progress)
+
+
+def cmd_zoo_list(args) -> int:
+    from workbench import zoo
+
+    zoo.print_list(root=args.root, only=args.only)
+    return 0
+
+
+def cmd_zoo_tables(args) -> int:
+    from workbench import zoo
+
+    paths = zoo.write_tables(root=args.root)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from workbench import zoo
+
+    zoo.demo(seed=args.seed, progress=not args.no_progress)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        import torch  # noqa: F401  (after parsing: --help never pays for it)
+        torch.set_num_threads(getattr(args, "threads", 1) or 1)
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted (training state is saved every 500 steps; rerun to resume)\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except (_UserError, ValueError, OSError, RuntimeError) as e:
+        # One line, no traceback: the message names the bad value (CheckpointError is a
+        # ValueError). Other RuntimeErrors are bugs and keep their traceback.
+        if isinstance(e, RuntimeError) and type(e).__name__ != "TrainingDivergedError":
+            raise
+        msg = " ".join(str(e).split())
+        sys.stderr.write(f"error: {msg}\n")
+        return 2

@@ -1,0 +1,704 @@
+"""Training and evaluation protocols.
+
+The default recipe (one recipe for every task, no per-task tuning):
+
+* Adam, learning rate 3e-3 with cosine decay to 1/100 of it over the step cap (the prototype in
+  ``benchmarks.md`` found the decay is what makes cyclic:50 generalise to length 500);
+* on-the-fly batches of 64 from ``task.sample``, one length per batch drawn uniformly from the
+  training range (default 2–10, the paper's);
+* loss on the final step only (``final``). ``per_step`` (every prefix) is an option, but measured
+  here it fits length 50 and stays at chance at length 500 on cyclic:5 (10k steps), while
+  ``final`` solves length 500 in 1,000 steps;
+* per-step L2 normalisation of the state during training as well as at evaluation
+  (``normalize=True`` in the model config): without it the prototype fitted length 50 and was at
+  chance at length 500;
+* hidden size from the task's number of automaton states (:func:`default_hidden_size`);
+* early stop once a validation set at length 50 is solved at two consecutive checks *and* a
+  validation set at length 500 is solved too (validation sets use a seed the test sets never use);
+* NaN/inf: roll back to the last good state and halve the learning rate; give up after
+  ``max_nan_retries`` with :class:`TrainingDivergedError`, never writing a checkpoint;
+* deterministic given the seed (same machine, same thread count) and resumable: a training-state
+  file (safetensors + JSON, no pickle) is written every ``checkpoint_every`` steps and picked up
+  when :func:`train` is called again on the same folder with the same config.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from workbench.checkpoints import (
+    CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
+    save_checkpoint, sha256_bytes, tensors_to_bytes,
+)
+
+#: Seeds of the held-out sets. Test sets (``evaluate``) use seed 0; validation sets, which drive
+#: early stopping and the learning-rate choice, use a different seed so selection never sees
+#: the test sequences.
+VALIDATION_SEED = 9001
+TRAIN_STATE_DIR = ".train_state"
+TRAIN_STATE_VERSION = 1
+
+BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
+BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Loss or weights became NaN/inf and rolling back with a lower learning rate did not help."""
+
+
+# ---------------------------------------------------------------------------------------------
+# presets and configuration
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preset:
+    """A published evaluation protocol.
+
+    ``test_lengths`` are the lengths :func:`evaluate_preset` scores; ``score`` is how they are
+    combined: ``"last"`` (accuracy at the single test length) or ``"mean"`` (mean over lengths).
+    """
+    name: str
+    train_lengths: tuple[int, int]
+    test_lengths: tuple[int, ...]
+    score: str
+    n_sequences: int = 512
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset("paper", (2, 10), (500,), "last", 512,
+                    "Ebrahimi & Memisevic: train on lengths 2-10, test at length 500"),
+    "deletang": Preset("deletang", (1, 40), tuple(range(41, 501)), "mean", 512,
+                       "Deletang et al. 2023: train 1-40, score = mean accuracy over lengths "
+                       "41-500, 512 sequences per length"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (JSON-safe; recorded in config.json).
+
+    ``d_hidden=None`` means :func:`default_hidden_size`; ``rank=None`` for ``cp`` means
+    ``2 * d_hidden``; ``lr`` is a tuple: more than one value trains each and keeps the best on
+    the validation sets.
+    """
+    task: str
+    variant: str = "full"
+    d_hidden: int | None = None
+    rank: int | None = None
+    block_size: int | None = None
+    n_layers: int = 1
+    d_embed: int | None = None
+    additive: bool = False
+    freeze_transition: bool = False
+    init_noise: float = 0.3
+    normalize_train: bool = True
+    steps: int = 10_000
+    lr: tuple[float, ...] = (3e-3,)
+    lr_final_ratio: float = 0.01
+    schedule: str = "cosine"
+    batch_size: int = 64
+    train_lengths: tuple[int, int] = (2, 10)
+    loss: str = "final"
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    val_length: int = 50
+    val_sequences: int = 256
+    long_val_length: int = 500
+    long_val_sequences: int = 256
+    eval_every: int = 250
+    solved_threshold: float = 0.999
+    solved_checks: int = 2
+    early_stop: bool = True
+    eval_lengths: tuple[int, ...] = (10, 50, 500)
+    eval_sequences: int = 512
+    checkpoint_every: int = 500
+    max_nan_retries: int = 4
+
+    def __post_init__(self):
+        if isinstance(self.lr, (int, float)):
+            self.lr = (float(self.lr),)
+        self.lr = tuple(float(x) for x in self.lr)
+        self.train_lengths = tuple(int(x) for x in self.train_lengths)
+        self.eval_lengths = tuple(int(x) for x in self.eval_lengths)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field and what it accepts."""
+        if self.variant not in BILINEAR_VARIANTS + BASELINE_VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; accepted: "
+                             f"{', '.join(BILINEAR_VARIANTS + BASELINE_VARIANTS)}")
+        if not self.lr or any(not (0 < x < 10) or not math.isfinite(x) for x in self.lr):
+            raise ValueError(f"lr must be positive numbers below 10, got {self.lr}")
+        lo, hi = (self.train_lengths + (None, None))[:2] if len(self.train_lengths) == 2 else (None, None)
+        if lo is None or lo < 1 or hi < lo:
+            raise ValueError(f"train_lengths must be (lo, hi) with 1 <= lo <= hi, got {self.train_lengths}")
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "val_length",
+                     "val_sequences", "long_val_length", "long_val_sequences", "eval_sequences",
+                     "solved_checks", "n_layers"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.loss not in ("per_step", "final"):
+            raise ValueError(f"loss must be 'per_step' or 'final', got {self.loss!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.d_hidden is not None and self.d_hidden < 1:
+            raise ValueError(f"d_hidden must be a positive integer or None, got {self.d_hidden}")
+        if self.variant == "block" and self.block_size is None:
+            raise ValueError("variant 'block' needs block_size (1 = real diagonal, 2, ...)")
+        if not 0 < self.solved_threshold <= 1:
+            raise ValueError(f"solved_threshold must be in (0, 1], got {self.solved_threshold}")
+        if not 0 < self.lr_final_ratio <= 1:
+            raise ValueError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training config keys {sorted(unknown)}")
+        d = dict(d)
+        for k in ("lr", "train_lengths", "eval_lengths"):
+            if k in d and isinstance(d[k], list):
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    def fingerprint(self, exclude: Iterable[str] = ()) -> str:
+        """Hash of the fields that change the trained weights (resume refuses a different one)."""
+        d = self.to_dict()
+        for k in ("eval_lengths", "eval_sequences", *exclude):
+            d.pop(k, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_lengths(text: str) -> tuple[int, int]:
+    """``"2-10"`` -> (2, 10); ``"5"`` -> (5, 5). ValueError names the accepted forms."""
+    try:
+        if "-" in text:
+            a, b = text.split("-", 1)
+            lo, hi = int(a), int(b)
+        else:
+            lo = hi = int(text)
+    except ValueError:
+        raise ValueError(f"bad length range {text!r}; expected LO-HI like 2-10, or one length") from None
+    if lo < 1 or hi < lo:
+        raise ValueError(f"bad length range {text!r}; need 1 <= LO <= HI")
+    return lo, hi
+
+
+def default_hidden_size(task, variant: str = "full") -> int:
+    """The documented hidden-size rule: ``clip(next_pow2(n_states), 16, 64)``.
+
+    ``n_states`` is the number of states of the task's minimal automaton: the full model's
+    exact construction (paper, Prop. 1) needs one dimension per state, and a power of two at
+    least that size leaves the optimiser slack (the paper used 256; the prototype solved
+    cyclic:5 and S3 at 16 and cyclic:50 at 32). The cap of 64 keeps the zoo small (a full
+    H=64 model over 60 tokens is ~1 MB of float32).
+    """
+    n = int(task.automaton.n_states)
+    p = 1 << max(0, (n - 1).bit_length())
+    return int(min(64, max(16, p)))
+
+
+def model_config_for(cfg: TrainConfig, task):
+    """The ``ModelConfig`` a training config builds on ``task``."""
+    from workbench.models import ModelConfig
+
+    H = cfg.d_hidden or default_hidden_size(task, cfg.variant)
+    rank = cfg.rank if cfg.rank is not None else (2 * H if cfg.variant == "cp" else None)
+    bilinear = cfg.variant in BILINEAR_VARIANTS
+    return ModelConfig(
+        variant=cfg.variant, d_vocab=task.d_vocab, d_hidden=H, n_classes=task.n_classes,
+        d_embed=cfg.d_embed, rank=rank,
+        block_size=cfg.block_size if cfg.variant == "block" else None,
+        n_layers=cfg.n_layers, additive=cfg.additive, freeze_transition=cfg.freeze_transition,
+        # normalize=True keeps it on in training too; baselines have no homogeneous state.
+        # positive_diag keeps the model default (off): its states are bounded by construction.
+        normalize=(True if cfg.normalize_train else None) if bilinear and cfg.variant != "positive_diag" else None,
+        init_noise=cfg.init_noise,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------------------------
+
+def _final_accuracy(model, batch, chunk: int) -> float:
+    correct = 0
+    n = batch.tokens.shape[0]
+    for i in range(0, n, chunk):
+        logits = model(batch.tokens[i:i + chunk])
+        correct += int((logits[:, -1].argmax(-1) == batch.labels[i:i + chunk, -1]).sum())
+    return correct / n
+
+
+def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
+             chunk: int | None = None) -> dict[int, float]:
+    """Raw final-step accuracy per length, with per-step normalisation on (``model.eval()``).
+
+    Parameters
+    ----------
+    model : maps tokens [B, T] -> logits [B, T, C].
+    task : a ``workbench.tasks.Task``; its deterministic ``eval_set(length, n, seed)`` is used.
+    lengths : iterable of int. Lengths a task cannot produce (modarith needs odd lengths) are
+        moved to ``task.valid_length(length)``; the key stays the requested length.
+    n_sequences : sequences per length.
+    seed : eval-set seed (0 = the test sets every table uses).
+    chunk : sequences per forward pass (default: bounded so a transformer's T x T attention at
+        T=500 stays small).
+
+    Returns
+    -------
+    dict {length: accuracy in [0, 1]}.
+    """
+    lengths = [int(L) for L in lengths]
+    if any(L < 1 for L in lengths):
+        raise ValueError(f"lengths must be positive, got {lengths}")
+    was_training = model.training
+    model.eval()
+    out = {}
+    try:
+        with torch.no_grad():
+            for L in lengths:
+                Lv = task.valid_length(L)
+                c = chunk or max(1, min(n_sequences, (1 << 17) // max(Lv, 1)))
+                batch = task.eval_set(Lv, n_sequences, seed)
+                out[L] = _final_accuracy(model, batch, c)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def normalized_accuracy(acc: float, chance: float) -> float:
+    """Chance-normalised accuracy ``(acc - chance) / (1 - chance)``: 0 = chance, 1 = perfect.
+
+    Below-chance accuracies give negative values (kept, not clipped, so they stay visible).
+    """
+    if not 0 <= chance < 1:
+        raise ValueError(f"chance must be in [0, 1), got {chance}")
+    return (acc - chance) / (1 - chance)
+
+
+@dataclass
+class PresetScore:
+    """Result of :func:`evaluate_preset`: per-length raw accuracy and the protocol's score."""
+    preset: str
+    accuracy: dict[int, float]
+    normalized: dict[int, float]
+    score: float
+    normalized_score: float
+    lengths_evaluated: int
+    stride: int
+
+
+def evaluate_preset(model, task, preset: str = "paper", stride: int = 1, n_sequences: int | None = None,
+                    seed: int = 0) -> PresetScore:
+    """Score a model with a named protocol (:data:`PRESETS`).
+
+    ``stride`` > 1 evaluates every stride-th test length only (Delétang's 460 lengths take a
+    while on a CPU); the result records the stride so a strided score is never mistaken for
+    the full protocol.
+    """
+    p = get_preset(preset)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    lengths = p.test_lengths[::stride]
+    if p.test_lengths[-1] not in lengths:
+        lengths = lengths + (p.test_lengths[-1],)
+    acc = evaluate(model, task, lengths, n_sequences or p.n_sequences, seed)
+    norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
+    if p.score == "last":
+        score = acc[p.test_lengths[-1]]
+    else:
+        score = sum(acc.values()) / len(acc)
+    return PresetScore(p.name, acc, norm, score, normalized_accuracy(score, task.chance), len(lengths), stride)
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LRRun:
+    """Summary of training at one learning rate."""
+    lr: float
+    steps: int
+    final_loss: float
+    val_accuracy: float
+    long_val_accuracy: float | None
+    solved: bool
+    stopped_early: bool
+    nan_rollbacks: int
+    train_time_s: float
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced. ``accuracy``/``normalized_accuracy`` are on the test sets."""
+    out_dir: Path
+    config: TrainConfig
+    lr: float
+    steps: int
+    train_time_s: float
+    final_loss: float
+    solved: bool
+    stopped_early: bool
+    accuracy: dict[int, float]
+    normalized_accuracy: dict[int, float]
+    lr_runs: list[LRRun] = field(default_factory=list)
+    resumed: bool = False
+    reused: bool = False
+
+
+def lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
+    """Learning rate at ``step`` (0-based): cosine from ``base_lr`` to ``base_lr*lr_final_ratio``."""
+    if cfg.schedule == "constant":
+        return base_lr
+    frac = min(1.0, step / max(1, cfg.steps))
+    lo = base_lr * cfg.lr_final_ratio
+    return lo + 0.5 * (base_lr - lo) * (1 + math.cos(math.pi * frac))
+
+
+def _params(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _flatten_state(model, opt, gen: torch.Generator, step: int) -> dict[str, torch.Tensor]:
+    """Model + Adam + RNG state as a flat ``{name: tensor}`` (for safetensors; no pickle)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    params = _params(model)
+    for i, p in enumerate(params):
+        for k, v in opt.state.get(p, {}).items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{i}.{k}"] = v
+            else:  # older torch kept Adam's step as a Python number
+                tensors[f"optim.{i}.{k}"] = torch.tensor(float(v))
+    tensors["rng.sampler"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    return tensors
+
+
+def _restore_state(tensors: dict, model, opt, gen: torch.Generator) -> None:
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    params = _params(model)
+    state = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v.clone()
+    sd = opt.state_dict()
+    if set(state) - set(range(len(params))):
+        raise CheckpointError("training state has optimizer entries for unknown parameters")
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    gen.set_state(tensors["rng.sampler"].clone())
+    torch.set_rng_state(tensors["rng.torch"].clone())
+
+
+def _snapshot(model, opt, gen):
+    return {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+            "gen": gen.get_state().clone(), "torch": torch.get_rng_state().clone()}
+
+
+def _rollback(snap, model, opt, gen):
+    model.load_state_dict(snap["model"])
+    opt.load_state_dict(copy.deepcopy(snap["opt"]))
+    gen.set_state(snap["gen"].clone())
+    torch.set_rng_state(snap["torch"].clone())
+
+
+def _all_finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+class _TrainState:
+    """Reads/writes ``<state_dir>/state.safetensors`` + ``state.json`` atomically."""
+
+    def __init__(self, state_dir: Path, fingerprint: str):
+        self.dir = state_dir
+        self.fingerprint = fingerprint
+
+    def save(self, model, opt, gen, meta: dict) -> None:
+        blob = tensors_to_bytes(_flatten_state(model, opt, gen, meta["step"]))
+        atomic_write_bytes(self.dir / "state.safetensors", blob)
+        atomic_write_json(self.dir / "state.json", {
+            "version": TRAIN_STATE_VERSION, "fingerprint": self.fingerprint,
+            "sha256": sha256_bytes(blob), **meta})
+
+    def load(self):
+        """``(tensors, meta)`` or None when there is no usable state (a warning says why)."""
+        js = self.dir / "state.json"
+        if not js.exists():
+            return None
+        try:
+            meta = read_json(js)
+            if meta.get("version") != TRAIN_STATE_VERSION or meta.get("fingerprint") != self.fingerprint:
+                raise CheckpointError("it was written for a different training config")
+            tensors = load_tensors(self.dir / "state.safetensors", expected_sha256=meta.get("sha256"))
+        except CheckpointError as e:
+            import warnings
+            warnings.warn(f"ignoring training state in {self.dir}: {e}; starting from scratch")
+            return None
+        return tensors, meta
+
+
+def _loss_fn(logits, labels, mode: str):
+    if mode == "final":
+        return torch.nn.functional.cross_entropy(logits[:, -1], labels[:, -1])
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, progress: bool,
+                  init_fn: Callable | None, desc: str):
+    """Train one model at one base learning rate; returns (model, LRRun, resumed)."""
+    from workbench.models import build_model
+
+    mcfg = model_config_for(cfg, task)
+    torch.manual_seed(cfg.seed)
+    model = build_model(mcfg)
+    if init_fn is not None:
+        init_fn(model)
+    model.train()
+    params = _params(model)
+    if not params:
+        raise ValueError(f"model {cfg.variant!r} has no trainable parameters")
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    step, consecutive, last_long, elapsed = 0, 0, -10**9, 0.0
+    rollbacks, lr_scale = 0, 1.0
+    loss_ema, acc_ema = float("nan"), float("nan")
+    val_acc, long_acc, solved, stopped = 0.0, None, False, False
+    resumed = False
+    store = _TrainState(state_dir, cfg.fingerprint() + f"-lr{lr!r}") if state_dir else None
+    if store is not None:
+        loaded = store.load()
+        if loaded is not None:
+            tensors, meta = loaded
+            _restore_state(tensors, model, opt, gen)
+            step, consecutive, last_long = meta["step"], meta["consecutive"], meta["last_long"]
+            elapsed, rollbacks, lr_scale = meta["elapsed"], meta["rollbacks"], meta["lr_scale"]
+            loss_ema, acc_ema = meta["loss_ema"], meta["acc_ema"]
+            val_acc, long_acc, solved, stopped = meta["val_acc"], meta["long_acc"], meta["solved"], meta["stopped"]
+            resumed = True
+
+    val_set = task.eval_set(task.valid_length(cfg.val_length), cfg.val_sequences, VALIDATION_SEED)
+    lo, hi = cfg.train_lengths
+    snap = _snapshot(model, opt, gen)
+    snap_meta = (step, consecutive, last_long)
+
+    def meta():
+        return {"step": step, "consecutive": consecutive, "last_long": last_long,
+                "elapsed": elapsed, "rollbacks": rollbacks, "lr_scale": lr_scale,
+                "loss_ema": loss_ema, "acc_ema": acc_ema, "val_acc": val_acc, "long_acc": long_acc,
+                "solved": solved, "stopped": stopped}
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, disable=not progress, leave=False,
+               dynamic_ncols=True, mininterval=0.5)
+    t0 = time.perf_counter()
+    try:
+        while step < cfg.steps and not stopped:
+            L = int(torch.randint(lo, hi + 1, (1,), generator=gen))
+            batch = task.sample(cfg.batch_size, task.valid_length(L), gen)
+            logits = model(batch.tokens)
+            loss = _loss_fn(logits, batch.labels, cfg.loss)
+            ok = bool(torch.isfinite(loss))
+            if ok:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    ok = bool(torch.isfinite(gnorm))
+            if ok:
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, cfg, lr) * lr_scale
+                opt.step()
+                ok = _all_finite(model)
+            if not ok:
+                # Roll back to the last good state (weights, Adam moments, RNG) with half the
+                # learning rate; the step counter goes back too, so the schedule is consistent.
+                rollbacks += 1
+                if rollbacks > cfg.max_nan_retries:
+                    raise TrainingDivergedError(
+                        f"training {cfg.task} / {cfg.variant} at lr={lr:g} diverged (NaN/inf) "
+                        f"{rollbacks} times even after halving the learning rate "
+                        f"{cfg.max_nan_retries} times; no checkpoint was written")
+                lr_scale *= 0.5
+                _rollback(snap, model, opt, gen)
+                step, consecutive, last_long = snap_meta
+                bar.n = step
+                continue
+            with torch.no_grad():
+                acc = float((logits.argmax(-1) == batch.labels).float().mean())
+            lv = float(loss.detach())
+            loss_ema = lv if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * lv
+            acc_ema = acc if math.isnan(acc_ema) else 0.95 * acc_ema + 0.05 * acc
+            step += 1
+            bar.update(1)
+
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                val_acc = evaluate(model, task, [cfg.val_length], cfg.val_sequences, VALIDATION_SEED)[cfg.val_length]
+                model.train()
+                consecutive = consecutive + 1 if val_acc >= cfg.solved_threshold else 0
+                # The long check costs ~T/val_length times more: run it only once the short one
+                # is solved, and at most every 4 checks while it keeps failing.
+                if consecutive >= cfg.solved_checks and (step - last_long >= 4 * cfg.eval_every or step == cfg.steps):
+                    last_long = step
+                    long_acc = evaluate(model, task, [cfg.long_val_length], cfg.long_val_sequences,
+                                        VALIDATION_SEED)[cfg.long_val_length]
+                    model.train()
+                    solved = long_acc >= cfg.solved_threshold
+                    stopped = solved and cfg.early_stop
+                snap = _snapshot(model, opt, gen)
+                snap_meta = (step, consecutive, last_long)
+                bar.set_postfix(loss=f"{loss_ema:.3g}", acc=f"{acc_ema:.3f}", val50=f"{val_acc:.3f}",
+                                val500="-" if long_acc is None else f"{long_acc:.3f}", refresh=False)
+            elif step % 25 == 0:
+                bar.set_postfix(loss=f"{loss_ema:.3g}", acc=f"{acc_ema:.3f}", val50=f"{val_acc:.3f}",
+                                val500="-" if long_acc is None else f"{long_acc:.3f}", refresh=False)
+            if store is not None and (step % cfg.checkpoint_every == 0 or stopped or step == cfg.steps):
+                elapsed += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                store.save(model, opt, gen, meta())
+    finally:
+        bar.close()
+    elapsed += time.perf_counter() - t0
+    if long_acc is None:  # never reached the long check: measure it once for the record
+        long_acc = evaluate(model, task, [cfg.long_val_length], cfg.long_val_sequences, VALIDATION_SEED)[cfg.long_val_length]
+        solved = long_acc >= cfg.solved_threshold and val_acc >= cfg.solved_threshold
+    model.eval()
+    run = LRRun(lr=lr, steps=step, final_loss=loss_ema, val_accuracy=val_acc, long_val_accuracy=long_acc,
+                solved=solved, stopped_early=stopped, nan_rollbacks=rollbacks, train_time_s=elapsed)
+    return model, run, resumed
+
+
+def _selection_key(run: LRRun):
+    """Best learning rate: solved first, then validation accuracy at the long and short length."""
+    return (run.solved, run.long_val_accuracy or 0.0, run.val_accuracy, -run.final_loss)
+
+
+def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool = True,
+          init_fn: Callable | None = None, threads: int | None = 1) -> TrainResult:
+    """Train a model with the default recipe and write a checkpoint folder.
+
+    Parameters
+    ----------
+    config : TrainConfig (or its dict form).
+    out_dir : checkpoint folder; also holds ``.train_state/`` while training so that calling
+        ``train`` again after an interruption resumes. If it already holds a finished checkpoint
+        with the same training config, that result is returned without training. ``None``
+        trains in memory only (no checkpoint, no resume) and returns the model in
+        ``result.model``.
+    progress : show a tqdm bar with loss, accuracy and validation accuracy.
+    init_fn : called as ``init_fn(model)`` right after the model is built (custom inits,
+        freezing, test fault injection). It is part of the run: resume only with the same one.
+    threads : ``torch.set_num_threads`` for the run (None leaves it).
+
+    Returns
+    -------
+    TrainResult. Raises :class:`TrainingDivergedError` if NaN/inf persists.
+    """
+    from workbench.tasks import make_task
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    task = make_task(cfg.task)
+    out = Path(out_dir) if out_dir is not None else None
+
+    if out is not None and (out / "config.json").exists() and (out / "metrics.json").exists():
+        reused = _reuse_finished(out, cfg)
+        if reused is not None:
+            return reused
+
+    runs, models = [], []
+    resumed_any = False
+    for lr in cfg.lr:
+        state_dir = out / TRAIN_STATE_DIR / f"lr={lr:g}" if out is not None else None
+        desc = f"{cfg.task} {cfg.variant} s{cfg.seed}" + (f" lr={lr:g}" if len(cfg.lr) > 1 else "")
+        with torch.random.fork_rng(devices=[]):  # seeding must not leak into the caller's RNG
+            model, run, resumed = _train_one_lr(cfg, task, lr, state_dir, progress, init_fn, desc)
+        resumed_any |= resumed
+        runs.append(run)
+        models.append(model)
+    best = max(range(len(runs)), key=lambda i: _selection_key(runs[i]))
+    model, run = models[best], runs[best]
+    if not _all_finite(model):  # cannot happen after the rollback logic; never save it anyway
+        raise TrainingDivergedError("final weights contain NaN/inf; no checkpoint written")
+
+    acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_sequences, seed=0)
+    norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
+    total_time = sum(r.train_time_s for r in runs)
+    result = TrainResult(out_dir=out, config=cfg, lr=run.lr, steps=run.steps, train_time_s=total_time,
+                         final_loss=run.final_loss, solved=run.solved, stopped_early=run.stopped_early,
+                         accuracy=acc, normalized_accuracy=norm, lr_runs=runs, resumed=resumed_any)
+    result.model = model
+    if out is not None:
+        metrics = {
+            "accuracy": {str(L): a for L, a in acc.items()},
+            "normalized_accuracy": {str(L): a for L, a in norm.items()},
+            "chance": task.chance,
+            "eval": {"n_sequences": cfg.eval_sequences, "seed": 0, "normalize": True},
+            "steps": run.steps, "lr": run.lr, "train_time_s": total_time,
+            "final_loss": run.final_loss if math.isfinite(run.final_loss) else None,
+            "solved_validation": run.solved, "stopped_early": run.stopped_early,
+            "val_accuracy": {str(cfg.val_length): run.val_accuracy,
+                             str(cfg.long_val_length): run.long_val_accuracy},
+            "lr_runs": [dataclasses.asdict(r) for r in runs],
+            "resumed": resumed_any,
+        }
+        for r in metrics["lr_runs"]:
+            if not math.isfinite(r["final_loss"]):
+                r["final_loss"] = None
+        save_checkpoint(out, model, cfg.task, {**cfg.to_dict(), "fingerprint": cfg.fingerprint()},
+                        metrics, seed=cfg.seed)
+        shutil.rmtree(out / TRAIN_STATE_DIR, ignore_errors=True)
+    return result
+
+
+def _reuse_finished(out: Path, cfg: TrainConfig) -> TrainResult | None:
+    """A finished checkpoint in ``out`` with the same training config, or None."""
+    from workbench.checkpoints import load_checkpoint, read_config, read_metrics
+
+    try:
+        conf = read_config(out)
+        if conf.get("training", {}).get("fingerprint") != cfg.fingerprint():
+            return None
+        m = read_metrics(out)
+        model, task = load_checkpoint(out)
+    except (CheckpointError, ValueError):
+        return None
+    acc = {int(k): v for k, v in m["accuracy"].items()}
+    if set(acc) != set(cfg.eval_lengths):
+        acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_sequences, seed=0)
+    norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
+    runs = [LRRun(**{**r, "final_loss": r["final_loss"] if r["final_loss"] is not None else float("nan")})
+            for r in m.get("lr_runs", [])]
+    res = TrainResult(out_dir=out, config=cfg, lr=m["lr"], steps=m["steps"], train_time_s=m["train_time_s"],
+                      final_loss=m["final_loss"] if m["final_loss"] is not None else float("nan"),
+                      solved=m["solved_validation"], stopped_early=m["stopped_early"], accuracy=acc,
+                      normalized_accuracy=norm, lr_runs=runs, reused=True)
+    res.model = model
+    return res
