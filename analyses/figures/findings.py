@@ -1,0 +1,159 @@
+"""The analyses of zoo models that figures and the report show, run once each and memoised.
+
+Every number comes from an analysis module (``analyses.spectra``, ``analyses.representations``,
+``analyses.comparison``, ``analyses.automata_extraction``, ``analyses.probing``); every sentence
+is the result object's own (``sentence()`` / ``.sentence``) where it has one. Spectra and
+patching results have no sentence method, so :func:`spectra_sentence` and
+:func:`patching_sentence` state their fields in words, without computing anything new.
+"""
+from __future__ import annotations
+
+import math
+
+from analyses.figures.zoo_data import Zoo
+
+#: Patching sweep settings for the report: pairs differing in one token 10 steps before the end,
+#: so the difference survives in the state (an early change can be forgotten by synchronising
+#: automata), over the last 20 steps plus a few early ones.
+PATCH_PAIRS = 32
+PATCH_LENGTH = 41
+
+
+class MissingModelError(LookupError):
+    """The zoo has no finished run for a (task, variant) a figure needs."""
+
+
+def missing_hint(zoo: Zoo, task: str, variant_key: str) -> str:
+    from workbench.zoo import task_tag
+
+    return (f"the zoo at {zoo.root} has no finished run of {task} with variant {variant_key}; "
+            f"train it with `python -m workbench zoo build --only '{task_tag(task)}_{variant_key}_*'`")
+
+
+class Findings:
+    """Memoised analyses of the models of one zoo (one instance per report / figure run).
+
+    Parameters
+    ----------
+    zoo : Zoo
+    """
+
+    def __init__(self, zoo: Zoo):
+        self.zoo = zoo
+        self._cache: dict = {}
+
+    def _memo(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def require(self, task: str, variant_key: str) -> str:
+        """The zoo name representing (task, variant); MissingModelError with a build hint if none."""
+        name = self.zoo.pick(task, variant_key)
+        if name is None:
+            raise MissingModelError(missing_hint(self.zoo, task, variant_key))
+        return name
+
+    def spectra(self, name: str):
+        """``analyses.spectra.spectra(model, task)`` -> SpectraResult."""
+        from analyses.spectra import spectra
+
+        def run():
+            model, task = self.zoo.load(name)
+            return spectra(model, task)
+        return self._memo(("spectra", name), run)
+
+    def representation(self, name: str):
+        """``analyses.representations.recover_representation`` -> RepresentationResult."""
+        from analyses.representations import recover_representation
+
+        def run():
+            model, task = self.zoo.load(name)
+            return recover_representation(model, task)
+        return self._memo(("representation", name), run)
+
+    def comparison(self, name: str, causal_sequences: int = 32):
+        """``analyses.comparison.compare_models`` against the variant's construction, causal swap
+        test at length 500 on ``causal_sequences`` sequences -> ComparisonResult."""
+        from analyses.comparison import compare_models
+
+        def run():
+            model, task = self.zoo.load(name)
+            return compare_models(model, task, n_sequences=causal_sequences)[0]
+        return self._memo(("comparison", name), run)
+
+    def extraction(self, name: str):
+        """``analyses.automata_extraction.extract_automaton`` -> ExtractionResult."""
+        from analyses.automata_extraction import extract_automaton
+
+        def run():
+            model, task = self.zoo.load(name)
+            return extract_automaton(model, task)
+        return self._memo(("extraction", name), run)
+
+    def patching(self, name: str):
+        """``analyses.probing.sweep_task`` (pairs differ 10 steps before the end) -> PatchingResult."""
+        from analyses.probing import sweep_task
+
+        def run():
+            model, task = self.zoo.load(name)
+            length = task.valid_length(PATCH_LENGTH)
+            return sweep_task(model, task, n_pairs=PATCH_PAIRS, length=length, position=length - 11,
+                              n_boot=500)
+        return self._memo(("patching", name), run)
+
+
+def _num(x) -> str:
+    if x is None:
+        return "—"
+    x = float(x)
+    if math.isinf(x):
+        return "∞"
+    if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
+        return f"{x:.1e}"
+    return f"{x:.3g}"
+
+
+def spectra_sentence(res) -> str:
+    """The fields of a SpectraResult in words (no new arithmetic)."""
+    s = res.summary()
+    parts = [f"{s['n_persistent']} persistent eigenvalues on a {s['reachable_dim']}-dim reachable subspace"]
+    if s["max_phase_error"] is not None:
+        parts.append(f"max phase error {_num(s['max_phase_error'])} rad from the expected roots of unity")
+    if s["frequencies"]:
+        parts.append(f"frequencies of token 1: {s['frequencies']}")
+    parts.append(f"max relative commutator {_num(s['max_commutator'])}")
+    brk = res.predicted_break_length
+    parts.append("no predicted break length" if math.isinf(brk) else f"predicted break length {_num(brk)} steps")
+    text = "; ".join(parts)
+    if res.notes:
+        text += " (" + "; ".join(res.notes) + ")"
+    return text
+
+
+def patching_sentence(res, changed_step: int | None = None) -> str:
+    """The fields of a PatchingResult in words: the recovered logit difference per site (with its
+    bootstrap interval) one step before the changed token, at it, and at the answer step."""
+    steps = [int(s) for s in res.steps]
+    picks = []
+    if changed_step is not None:
+        picks += [(changed_step - 1, f"step {changed_step - 1} (before the change)"),
+                  (changed_step, f"step {changed_step} (the changed token)")]
+    picks.append((steps[-1], f"step {steps[-1]} (answer)"))
+    parts = []
+    for i, site in enumerate(res.sites):
+        cells = []
+        for step, label in picks:
+            if step not in steps:
+                continue
+            j = steps.index(step)
+            lo, hi = res.recovery_ci[i, j]
+            cells.append(f"{label} {_num(res.recovery[i, j])} [{_num(lo)}, {_num(hi)}]")
+        parts.append(f"{site}: " + ", ".join(cells))
+    return (f"recovered fraction of the clean−corrupted logit difference ({int(round(100 * res.ci))}% "
+            f"bootstrap intervals over {res.logit_diff.shape[-1]} pairs) — " + "; ".join(parts))
+
+
+def patching_changed_step(task) -> int:
+    """The 1-based step of the changed token in :meth:`Findings.patching` pairs."""
+    return task.valid_length(PATCH_LENGTH) - 10
