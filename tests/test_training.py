@@ -75,7 +75,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     ref = train(cfg, tmp_path / "ref", progress=False)
     with pytest.raises(_Interrupt):
         train(cfg, tmp_path / "int", progress=False, init_fn=_interrupt_after(51))
-    state = json.loads((tmp_path / "int" / ".train_state" / "lr=0.003" / "state.json").read_text())
+    state = json.loads((tmp_path / "int" / ".train_state" / f"lr={cfg.lr[0]:g}" / "state.json").read_text())
     assert state["step"] == 40  # last periodic save before the interruption
     assert not (tmp_path / "int" / "config.json").exists()
     res = train(cfg, tmp_path / "int", progress=False)
