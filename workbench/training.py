@@ -129,6 +129,8 @@ class TrainConfig:
     train_lengths: tuple[int, int] = (2, 10)
     loss: str = "final"
     grad_clip: float | None = 1.0
+    weight_decay: tuple[float, ...] = (0.0,)
+    state_noise: float = 0.0
     seed: int = 0
     val_length: int = 50
     val_sequences: int = 256
@@ -147,6 +149,11 @@ class TrainConfig:
         if isinstance(self.lr, (int, float)):
             self.lr = (float(self.lr),)
         self.lr = tuple(float(x) for x in self.lr)
+        if isinstance(self.weight_decay, (int, float)):
+            self.weight_decay = (float(self.weight_decay),)
+        self.weight_decay = tuple(float(x) for x in self.weight_decay)
+        if len(self.weight_decay) == 1 and len(self.lr) > 1:
+            self.weight_decay = self.weight_decay * len(self.lr)
         self.train_lengths = tuple(int(x) for x in self.train_lengths)
         self.eval_lengths = tuple(int(x) for x in self.eval_lengths)
         self.validate()
@@ -158,6 +165,10 @@ class TrainConfig:
                              f"{', '.join(BILINEAR_VARIANTS + BASELINE_VARIANTS)}")
         if not self.lr or any(not (0 < x < 10) or not math.isfinite(x) for x in self.lr):
             raise ValueError(f"lr must be positive numbers below 10, got {self.lr}")
+        if len(self.weight_decay) != len(self.lr) or any(
+                not (0 <= x < 100) or not math.isfinite(x) for x in self.weight_decay):
+            raise ValueError(f"weight_decay must be one number in [0, 100) or one per learning rate "
+                             f"(lr={self.lr}), got {self.weight_decay}")
         lo, hi = (self.train_lengths + (None, None))[:2] if len(self.train_lengths) == 2 else (None, None)
         if lo is None or lo < 1 or hi < lo:
             raise ValueError(f"train_lengths must be (lo, hi) with 1 <= lo <= hi, got {self.train_lengths}")
@@ -365,7 +376,7 @@ def evaluate_preset(model, task, preset: str = "paper", stride: int = 1, n_seque
 
 @dataclass
 class LRRun:
-    """Summary of training at one learning rate."""
+    """Summary of training at one optimiser setting (learning rate, weight decay)."""
     lr: float
     steps: int
     final_loss: float
@@ -375,6 +386,7 @@ class LRRun:
     stopped_early: bool
     nan_rollbacks: int
     train_time_s: float
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -494,7 +506,7 @@ def _loss_fn(logits, labels, mode: str):
 
 
 def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, progress: bool,
-                  init_fn: Callable | None, desc: str):
+                  init_fn: Callable | None, desc: str, weight_decay: float = 0.0):
     """Train one model at one base learning rate; returns (model, LRRun, resumed)."""
     from workbench.models import build_model
 
@@ -504,10 +516,14 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     if init_fn is not None:
         init_fn(model)
     model.train()
+    if cfg.state_noise:
+        if not hasattr(model, "state_noise"):
+            raise ValueError(f"state_noise applies to the bilinear variants only, not {cfg.variant!r}")
+        model.state_noise = cfg.state_noise
     params = _params(model)
     if not params:
         raise ValueError(f"model {cfg.variant!r} has no trainable parameters")
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     step, consecutive, last_long, elapsed = 0, 0, -10**9, 0.0
@@ -515,7 +531,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     loss_ema, acc_ema = float("nan"), float("nan")
     val_acc, long_acc, solved, stopped = 0.0, None, False, False
     resumed = False
-    store = _TrainState(state_dir, cfg.fingerprint() + f"-lr{lr!r}") if state_dir else None
+    store = _TrainState(state_dir, cfg.fingerprint() + f"-lr{lr!r}-wd{weight_decay!r}") if state_dir else None
     if store is not None:
         loaded = store.load()
         if loaded is not None:
@@ -614,7 +630,8 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
         solved = long_acc >= cfg.solved_threshold and val_acc >= cfg.solved_threshold
     model.eval()
     run = LRRun(lr=lr, steps=step, final_loss=loss_ema, val_accuracy=val_acc, long_val_accuracy=long_acc,
-                solved=solved, stopped_early=stopped, nan_rollbacks=rollbacks, train_time_s=elapsed)
+                solved=solved, stopped_early=stopped, nan_rollbacks=rollbacks, train_time_s=elapsed,
+                weight_decay=weight_decay)
     return model, run, resumed
 
 
@@ -659,11 +676,13 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
 
     runs, models = [], []
     resumed_any = False
-    for lr in cfg.lr:
-        state_dir = out / TRAIN_STATE_DIR / f"lr={lr:g}" if out is not None else None
-        desc = f"{cfg.task} {cfg.variant} s{cfg.seed}" + (f" lr={lr:g}" if len(cfg.lr) > 1 else "")
+    for lr, wd in zip(cfg.lr, cfg.weight_decay):
+        setting = f"lr={lr:g}" + (f",wd={wd:g}" if wd else "")
+        state_dir = out / TRAIN_STATE_DIR / setting if out is not None else None
+        desc = f"{cfg.task} {cfg.variant} s{cfg.seed}" + (f" {setting}" if len(cfg.lr) > 1 else "")
         with torch.random.fork_rng(devices=[]):  # seeding must not leak into the caller's RNG
-            model, run, resumed = _train_one_lr(cfg, task, lr, state_dir, progress, init_fn, desc)
+            model, run, resumed = _train_one_lr(cfg, task, lr, state_dir, progress, init_fn, desc,
+                                                weight_decay=wd)
         resumed_any |= resumed
         runs.append(run)
         models.append(model)
@@ -689,7 +708,8 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
             "normalized_accuracy": {str(L): a for L, a in norm.items()},
             "chance": task.chance,
             "eval": {"n_sequences": cfg.eval_sequences, "seed": 0, "normalize": True},
-            "steps": run.steps, "lr": run.lr, "train_time_s": total_time,
+            "steps": run.steps, "lr": run.lr, "weight_decay": run.weight_decay,
+            "train_time_s": total_time,
             "final_loss": run.final_loss if math.isfinite(run.final_loss) else None,
             "solved_validation": run.solved, "stopped_early": run.stopped_early,
             "val_accuracy": {str(cfg.val_length): run.val_accuracy,

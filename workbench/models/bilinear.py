@@ -108,6 +108,12 @@ class HookedBilinearRNN(HookedRecurrentModule):
                              f"{', '.join(BILINEAR_VARIANTS)} (use build_model for baselines)")
         self.cfg = cfg
         self.recurrence_method = "auto"
+        # Training-only perturbation (set by the training recipe, never saved): Gaussian noise of
+        # relative size state_noise added to every pre-normalisation state in train mode. It makes
+        # any direction the recurrence amplifies visible within the short training lengths, so
+        # training pushes such directions to contract instead of letting them take over at
+        # length 500 (see workbench.training).
+        self.state_noise = 0.0
         V, H, C, D = cfg.d_vocab, cfg.d_hidden, cfg.n_classes, cfg.d_input
         v = cfg.variant
         self.param_hook = PARAM_HOOKS[v]
@@ -359,10 +365,13 @@ class HookedBilinearRNN(HookedRecurrentModule):
         state_name = pre + "hook_state"
         slow = (self.editing_hooks(state_name) or A_edited
                 or (dense_variant and (upstream_edited or params_edited)))
+        noise = self._state_noise(B, T, H, h0)                   # [T, B, H] or None
         if slow:
             C = None
             if additive:
                 C = self._lin(tokens, x, self._layer_param(l, "W_B")) + self._layer_param(l, "b_B")
+            if noise is not None:
+                C = noise.transpose(0, 1) if C is None else C + noise.transpose(0, 1)
             return self._hooked_loop(l, tokens, x, params, A_dense if A_edited else None,
                                      C, h0, norm)
         # Fast path. With token input, everything per step is a lookup in a small [V, ...]
@@ -377,6 +386,8 @@ class HookedBilinearRNN(HookedRecurrentModule):
                 Ct = F.embedding(tok_T, self._lin(vocab, None, W_B)[0] + b_B)
             else:
                 Ct = (self._lin(tokens, x, W_B) + b_B).transpose(0, 1).contiguous()
+        if noise is not None:
+            Ct = noise if Ct is None else Ct + noise
         if dense_variant:
             AT = self._dense(0, vocab, None, None)[0].transpose(1, 2)
             states = dense_token_recurrence(AT, tok_T, h0, Ct, norm, self.recurrence_method)
@@ -393,6 +404,13 @@ class HookedBilinearRNN(HookedRecurrentModule):
         states = states.transpose(0, 1)
         self.fill_step_caches(state_name, states)
         return states
+
+    def _state_noise(self, B: int, T: int, H: int, like: torch.Tensor):
+        """Time-major noise ``[T, B, H]`` with expected norm ``state_noise`` (train mode only)."""
+        if not (self.training and self.state_noise > 0):
+            return None
+        return torch.randn(T, B, H, dtype=like.dtype, device=like.device) * (
+            self.state_noise / math.sqrt(H))
 
     def _hooked_loop(self, l, tokens, x, params, A_dense, C, h0, norm) -> torch.Tensor:
         """Reference loop: fires ``hook_state`` every step; what it returns becomes h_t.
