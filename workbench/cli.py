@@ -40,6 +40,16 @@ def _float_list(text: str) -> list[float]:
     return vals
 
 
+def _nonneg_float_list(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,1, got {text!r}")
+    if not vals or any(not (0 <= v < 100) for v in vals):
+        raise argparse.ArgumentTypeError(f"weight decays must be in [0, 100), got {text!r}")
+    return vals
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -69,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     t = sub.add_parser("train", help="train a model and write a checkpoint folder",
-                       description="Train with the default recipe (Adam, cosine decay, per-step "
+                       description="Train with the default recipe (Adam, cosine decay, final-step "
                        "loss, normalised states, early stop when length 50 and 500 are solved).")
     t.add_argument("--task", required=True, help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
     t.add_argument("--variant", default="full", choices=VARIANTS)
@@ -80,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--additive", action="store_true", help="add B x_t + b (the affine ablation)")
     t.add_argument("--freeze-transition", action="store_true", help="frozen random transitions")
     t.add_argument("--steps", type=_positive_int, default=10_000, help="step cap (default 10000)")
-    t.add_argument("--lr", type=_float_list, default=[3e-3], help="learning rate(s): 3e-3 or a grid 1e-3,3e-3")
+    t.add_argument("--lr", type=_float_list, default=None,
+                   help="learning rate(s): 1e-2 (default) or a grid 1e-2,3e-2 tried in order")
+    t.add_argument("--weight-decay", type=_nonneg_float_list, default=None,
+                   help="AdamW weight decay: one value, or one per learning rate (default 0)")
+    t.add_argument("--state-noise", type=float, default=0.0,
+                   help="relative Gaussian noise added to every state in training (default 0)")
     t.add_argument("--batch", type=_positive_int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--train-lengths", type=_length_range, default=None, help="LO-HI (default 2-10, or the preset's)")
@@ -147,11 +162,16 @@ def cmd_train(args) -> int:
     from workbench.training import TrainConfig, get_preset, train
 
     preset = get_preset(args.preset)
+    optimiser = {}
+    if args.lr is not None:
+        optimiser["lr"] = tuple(args.lr)
+    if args.weight_decay is not None:
+        optimiser["weight_decay"] = tuple(args.weight_decay)
     cfg = TrainConfig(
         task=args.task, variant=args.variant, d_hidden=args.hidden, rank=args.rank,
         block_size=args.block_size if args.variant == "block" else None, n_layers=args.layers,
         additive=args.additive, freeze_transition=args.freeze_transition, steps=args.steps,
-        lr=tuple(args.lr), batch_size=args.batch, seed=args.seed,
+        **optimiser, state_noise=args.state_noise, batch_size=args.batch, seed=args.seed,
         train_lengths=args.train_lengths or preset.train_lengths, loss=args.loss,
         eval_lengths=tuple(args.eval_lengths), early_stop=not args.no_early_stop)
     out = args.out or f"runs/{args.task.replace(':', '').replace('/', '_')}-{args.variant}-s{args.seed}"
