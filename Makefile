@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test report demo lab bench zoo clean
+.PHONY: venv test report demo lab bench zoo figures check-report clean
 
 venv: $(STAMP)
 
@@ -32,7 +32,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 zoo: $(STAMP)
-	$(PY) -m workbench zoo build
+	$(PY) -m workbench zoo build --jobs 2
+
+figures: $(STAMP)
+	$(PY) -m analyses.figures all --out figures/
+
+# Loads the report in headless Chromium (Debian package) and checks images and links.
+check-report: report
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(PY) scripts/check_report_in_browser.py reports/index.html
 
 clean:
 	rm -rf $(VENV) reports/ .pytest_cache
