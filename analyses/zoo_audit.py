@@ -1,0 +1,190 @@
+"""Run the analyses over every bilinear model of the zoo and check what they claim.
+
+This is the acceptance check of the analyses on *trained* models (constructed ones are covered by
+the unit tests): for every model that generalises (chance-normalised accuracy ≥ ``solved`` at
+length 500) the representation analysis must find a faithful representation with small
+homomorphism error and residual, automaton extraction must find an automaton isomorphic to the
+task's, and diagonal-class models must have commuting transitions; models that fail at length 500
+must not be declared representations. The table is written to ``checkpoints/analysis.md``.
+
+``python -m analyses.zoo_audit [--only PATTERN] [--jobs 2] [--out checkpoints/analysis.md]``
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+#: Variants whose transitions share one eigenbasis (Prop. 2): commutators must vanish.
+DIAGONAL_CLASS = {"rotation", "complex_diag", "real_diag", "positive_diag"}
+BILINEAR = {"full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag"}
+
+
+@dataclass
+class AuditRow:
+    """What the analyses said about one zoo model, and whether that is what they must say."""
+    name: str
+    task: str
+    variant: str
+    norm_500: float
+    generalises: bool
+    representation: str | None        # the decomposition sentence, group tasks only
+    homomorphism_error: float | None
+    residual: float | None
+    faithful: bool | None
+    is_representation: bool | None
+    automaton_isomorphic: bool | None
+    automaton_states: int | None
+    automaton_mismatches: int | None
+    max_commutator: float | None
+    max_phase_error: float | None
+    verdict: str                      # "ok" or what contradicts the expectation
+    seconds: float
+
+
+def audit_model(name: str, entry: dict, norm_500: float, solved: float = 0.99,
+                atol: float = 1e-3, commutator_atol: float = 1e-6) -> AuditRow:
+    """Analyse one zoo model and compare the analyses' claims with its measured accuracy."""
+    from analyses import automata_extraction, representations, spectra
+    from workbench.checkpoints import load_checkpoint
+
+    t0 = time.perf_counter()
+    model, task = load_checkpoint(name)
+    variant = model.cfg.variant
+    generalises = norm_500 >= solved
+    rep = aut = spec = None
+    problems = []
+    if task.group is not None:
+        try:
+            rep = representations.recover_representation(model, task, atol=atol).to_dict()
+        except Exception as exc:  # reported in the table, never hidden
+            problems.append(f"representation raised {type(exc).__name__}: {exc}")
+    try:
+        aut = automata_extraction.summarize(model, task)
+    except Exception as exc:
+        problems.append(f"extraction raised {type(exc).__name__}: {exc}")
+    try:
+        spec = spectra.summarize(model, task)
+    except Exception as exc:
+        problems.append(f"spectra raised {type(exc).__name__}: {exc}")
+
+    if rep is not None:
+        ok_rep = (rep["is_representation"] and rep["faithful"]
+                  and (rep["homomorphism_error"] or 0) < atol and (rep["residual"] or 0) < atol)
+        if generalises and not ok_rep:
+            problems.append("generalises but no faithful representation within atol")
+        if not generalises and rep["is_representation"] and rep["faithful"]:
+            problems.append("fails at 500 yet declared a faithful representation")
+    if aut is not None and generalises and not aut["isomorphic"]:
+        problems.append("generalises but the extracted automaton is not isomorphic")
+    if spec is not None and variant in DIAGONAL_CLASS and (spec["max_commutator"] or 0) > commutator_atol:
+        problems.append(f"diagonal-class commutator {spec['max_commutator']:.1e} > {commutator_atol:g}")
+    return AuditRow(
+        name=name, task=task.spec, variant=entry.get("variant_key", variant), norm_500=norm_500,
+        generalises=generalises,
+        representation=rep["decomposition"] if rep else None,
+        homomorphism_error=rep["homomorphism_error"] if rep else None,
+        residual=rep["residual"] if rep else None,
+        faithful=rep["faithful"] if rep else None,
+        is_representation=rep["is_representation"] if rep else None,
+        automaton_isomorphic=aut["isomorphic"] if aut else None,
+        automaton_states=aut["states"] if aut else None,
+        automaton_mismatches=aut["mismatches"] if aut else None,
+        max_commutator=spec["max_commutator"] if spec else None,
+        max_phase_error=spec["max_phase_error"] if spec else None,
+        verdict="ok" if not problems else "; ".join(problems),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _worker(args):
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
+    return audit_model(*args)
+
+
+def audit_zoo(only: str | None = None, jobs: int = 1, progress: bool = True) -> list[AuditRow]:
+    """Audit every bilinear model of the zoo index (``only``: an fnmatch pattern on names)."""
+    from workbench.checkpoints import read_index, zoo_root
+    from workbench.zoo import collect_rows
+
+    root = zoo_root()
+    index = read_index(root)
+    norm = {r["name"]: r["norm_500"] for r in collect_rows(root)}
+    todo = [(n, e, norm[n]) for n, e in sorted(index.items())
+            if e.get("variant") in BILINEAR and n in norm and norm[n] is not None
+            and (only is None or fnmatch.fnmatch(n, only))]
+    from tqdm.auto import tqdm
+    if jobs <= 1:
+        return [_worker(t) for t in tqdm(todo, disable=not progress, desc="audit")]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
+        return list(tqdm(ex.map(_worker, todo), total=len(todo), disable=not progress, desc="audit"))
+
+
+def _fmt(x, spec=".1e"):
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return format(x, spec)
+    return str(x)
+
+
+def to_markdown(rows: list[AuditRow], command: str) -> str:
+    """The audit as a Markdown page: a summary line, then one row per model."""
+    bad = [r for r in rows if r.verdict != "ok"]
+    lines = [
+        "# Analyses on the trained zoo",
+        "",
+        f"Made by `{command}`. Each bilinear zoo model is analysed; a model *generalises* when its "
+        "chance-normalised accuracy at length 500 is ≥ 0.99. Expected: a generalising group/cyclic "
+        "model is a faithful representation (homomorphism error and residual < 1e-3) and its "
+        "extracted automaton is isomorphic to the task's; a failing one is not declared a faithful "
+        "representation; diagonal-class models commute (≤ 1e-6).",
+        "",
+        f"**{len(rows) - len(bad)} of {len(rows)} models as expected**"
+        + (f"; {len(bad)} not (listed with the reason in the last column)." if bad else "."),
+        "",
+        "| model | task | variant | norm@500 | representation | hom. error | residual | faithful "
+        "| automaton iso. | states | commutator | phase error | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.task} | {r.variant} | {r.norm_500:.3f} | {_fmt(r.representation)} | "
+            f"{_fmt(r.homomorphism_error)} | {_fmt(r.residual)} | {_fmt(r.faithful)} | "
+            f"{_fmt(r.automaton_isomorphic)} | {_fmt(r.automaton_states)} | "
+            f"{_fmt(r.max_commutator)} | {_fmt(r.max_phase_error)} | {r.verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analyses.zoo_audit", description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=None, help="fnmatch pattern on zoo names, e.g. 'group*_full_*'")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", default=None, help="Markdown file (default: checkpoints/analysis.md)")
+    args = p.parse_args(argv)
+    from workbench.checkpoints import atomic_write_bytes, zoo_root
+    rows = audit_zoo(args.only, args.jobs)
+    cmd = "python -m analyses.zoo_audit" + (f" --only '{args.only}'" if args.only else "")
+    text = to_markdown(rows, cmd)
+    out = Path(args.out) if args.out else zoo_root() / "analysis.md"
+    atomic_write_bytes(out, text.encode())
+    bad = [r for r in rows if r.verdict != "ok"]
+    print(f"{len(rows) - len(bad)}/{len(rows)} models as expected; wrote {out}")
+    for r in bad:
+        print(f"  {r.name}: {r.verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.exit(main())
