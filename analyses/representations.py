@@ -630,6 +630,7 @@ class RepresentationResult:
     faithfulness_margin: float
     atol: float
     notes: list[str] = field(default_factory=list)
+    persistent: dict | None = None     # `analyses.subspaces.PersistentSubspace.to_dict()` when used
 
     @property
     def dimension(self) -> int:
@@ -664,7 +665,13 @@ class RepresentationResult:
 
     def sentence(self) -> str:
         """One human sentence: what was learned, with the numbers that back it."""
-        where = f"on a {self.dimension}-dim reachable subspace of H={self.hidden_size}"
+        if self.persistent is not None:
+            p = self.persistent
+            where = (f"on a {self.dimension}-dim persistent subspace of H={self.hidden_size} (invariance residual "
+                     f"{_fmt(p['invariance_residual'] if p['invariance_residual'] is not None else float('nan'))}, "
+                     f"{p['transient_dimension']} transient dims)")
+        else:
+            where = f"on a {self.dimension}-dim reachable subspace of H={self.hidden_size}"
         nums = (f"homomorphism error {_fmt(self.homomorphism_error)}, residual {_fmt(self.residual)} "
                 f"(atol {_fmt(self.atol)})")
         if self.is_representation:
@@ -715,6 +722,7 @@ class RepresentationResult:
             "subspace_first_dropped": num(sv[r]) if r < len(sv) else None,
             "token_scale_range": [num(self.token_scales.min()), num(self.token_scales.max())],
             "atol": self.atol,
+            "persistent": self.persistent,
             "sentence": self.sentence(),
         }
 
@@ -746,6 +754,8 @@ def recover_from_matrices(
     group_name: str = "G",
     atol: float = 1e-3,
     subspace_rtol: float = 1e-3,
+    subspace=None,
+    subspace_singular_values=None,
 ) -> RepresentationResult:
     """Recover the representation formed by per-token matrices acting on a start state.
 
@@ -768,6 +778,11 @@ def recover_from_matrices(
         and residuals at or below it pass.
     subspace_rtol : float
         Relative singular-value cut of the reachable subspace (see `reachable_subspace`).
+    subspace : float array [H, r] with orthonormal columns, or None
+        Restrict to this subspace instead of the short-word orbit span (e.g. the persistent
+        subspace of `analyses.subspaces`); its invariance residual enters the homomorphism error.
+    subspace_singular_values : float array or None
+        Evidence for `subspace` (reported as the subspace singular values).
 
     Returns
     -------
@@ -796,7 +811,16 @@ def recover_from_matrices(
     notes: list[str] = []
 
     parent, parent_token, bfs_order = cayley_bfs(table, token_elements)
-    Q, sv, _ = reachable_subspace(A, h0, parent, parent_token, bfs_order, rtol=subspace_rtol)
+    if subspace is None:
+        Q, sv, _ = reachable_subspace(A, h0, parent, parent_token, bfs_order, rtol=subspace_rtol)
+    else:
+        Q = np.asarray(subspace, dtype=np.float64)
+        if Q.ndim != 2 or Q.shape[0] != A.shape[1] or Q.shape[1] > A.shape[1]:
+            raise ValueError(f"subspace must be [H={A.shape[1]}, r <= H], got shape {Q.shape}")
+        if not np.allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-8):
+            raise ValueError("subspace must have orthonormal columns")
+        sv = (np.asarray(subspace_singular_values, dtype=np.float64) if subspace_singular_values is not None
+              else np.ones(Q.shape[1]))
     r = Q.shape[1]
     AQ = A @ Q                                   # [V, H, r]
     B = np.swapaxes(Q, 0, 1)[None] @ AQ           # [V, r, r]
@@ -845,7 +869,7 @@ def recover_from_matrices(
         table=table, subspace=Q, subspace_singular_values=sv, subspace_rtol=subspace_rtol,
         invariance_error=invariance, complement_radius=complement_radius, token_scales=scales, singular_tokens=singular_tokens,
         token_matrices=B, gauge=W, element_matrices=rho, words=words,
-        h0=W @ (Q.T @ (h0 / np.linalg.norm(h0))),
+        h0=W @ (Q.T @ (h0 / np.linalg.norm(h0))),  # with a persistent subspace: h0's projection
         edge_error=edge, product_error=product,
         characters=chars, irrep_names=names, irrep_dims=dims, irrep_characters=irrep_characters(irreps),
         frobenius_schur=fs, classes=conjugacy_classes_from_table(table), raw_multiplicities=raw,
@@ -886,7 +910,8 @@ def _model_matrices(model) -> tuple[np.ndarray, np.ndarray]:
     return A, h0
 
 
-def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float = 1e-3) -> RepresentationResult:
+def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float = 1e-3,
+                           subspace: str = "persistent", persistent_kw: dict | None = None) -> RepresentationResult:
     """Recover the representation a bilinear model's transitions form on a group task.
 
     Parameters
@@ -895,13 +920,32 @@ def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float
     task : a group task (`group:NAME`, `group:NAME/gens`, `cyclic:m`, or any task whose tokens
         permute the automaton states, e.g. `parity`).
     atol, subspace_rtol : see `recover_from_matrices`.
+    subspace : "persistent" (default) or "reachable"
+        "persistent": restrict to the span of late states (`analyses.subspaces`), where the group
+        acts after transients from the initialisation have decayed; the element matrices are then
+        products of the restricted token matrices. "reachable": the span of the short-word orbit
+        of h0 (exact for constructions, includes transients on trained models).
+    persistent_kw : dict or None
+        Passed to `analyses.subspaces.persistent_subspace_from_matrices`.
     """
+    if subspace not in ("persistent", "reachable"):
+        raise ValueError(f"subspace must be 'persistent' or 'reachable', got {subspace!r}")
     group, token_elements = task_group_data(task)
     A, h0 = _model_matrices(model)
     if A.shape[0] != len(token_elements):
         raise ValueError(f"model has {A.shape[0]} token matrices but task {task.spec!r} has {len(token_elements)} tokens")
-    return recover_from_matrices(A, h0, group.table, token_elements, group.irreps(), group.irrep_names(),
-                                 group_name=group.name, atol=atol, subspace_rtol=subspace_rtol)
+    Q = sv = pers = None
+    if subspace == "persistent":
+        from analyses.subspaces import persistent_subspace_from_matrices
+
+        pers = persistent_subspace_from_matrices(A, h0, **(persistent_kw or {}))
+        Q, sv = pers.basis, pers.singular_values
+    res = recover_from_matrices(A, h0, group.table, token_elements, group.irreps(), group.irrep_names(),
+                                group_name=group.name, atol=atol, subspace_rtol=subspace_rtol,
+                                subspace=Q, subspace_singular_values=sv)
+    if pers is not None:
+        res.persistent = pers.to_dict()
+    return res
 
 
 def summarize(model, task, atol: float = 1e-3) -> dict:

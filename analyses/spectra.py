@@ -316,6 +316,12 @@ class SpectraResult:
     predicted_break_length: float      # first decay length beyond the training lengths, or phase bound
     phase_break_length: float | None   # pi / (m * max phase error), cyclic-like tasks
     rotation_angles: np.ndarray | None = None   # (V, H/2) radians per 2x2 block (rotation/complex)
+    # Persistent subspace (analyses.subspaces): where states live after transients. When set,
+    # max_phase_error / max_commutator in `summary()` are these, the reachable ones kept beside.
+    persistent_subspace: dict | None = None
+    persistent_eigenvalues: np.ndarray | None = None   # (V, p) of Qᵀ A_v Q / radius
+    max_phase_error_persistent: float | None = None
+    max_commutator_persistent: float | None = None
     rotation_moduli: np.ndarray | None = None   # (V, H/2) sqrt(det) per block
     notes: list[str] = field(default_factory=list)
 
@@ -327,9 +333,13 @@ class SpectraResult:
             x = float(x)
             return x if math.isfinite(x) else None
 
+        pers = self.persistent_subspace is not None
         return {
-            "max_phase_error": num(self.max_phase_error),
-            "max_commutator": num(self.max_commutator),
+            "max_phase_error": num(self.max_phase_error_persistent if pers else self.max_phase_error),
+            "max_commutator": num(self.max_commutator_persistent if pers else self.max_commutator),
+            "max_phase_error_reachable": num(self.max_phase_error),
+            "max_commutator_reachable": num(self.max_commutator),
+            "persistent_subspace": self.persistent_subspace,
             "reachable_dim": int(self.reachable_dim),
             "n_persistent": int(self.persistent.sum()),
             "frequencies": self.frequencies,
@@ -484,7 +494,31 @@ def _cyclic_modulus(task) -> int | None:
     return None
 
 
-def spectra(model, task=None, train_length: int = 10, **kw) -> SpectraResult:
+def add_persistent(res: SpectraResult, A: np.ndarray, h0: np.ndarray, periods=None, **kw) -> SpectraResult:
+    """Fill the persistent-subspace fields of ``res`` (phases and commutators of ``Qᵀ A_v Q``).
+
+    Every eigenvalue of the restricted, radius-normalised matrices is kept: on the persistent
+    subspace nothing is meant to decay, so one that does shows up as a phase/modulus error rather
+    than being filtered out. ``**kw`` go to `analyses.subspaces.persistent_subspace_from_matrices`.
+    """
+    from analyses.subspaces import persistent_subspace_from_matrices
+
+    ps = persistent_subspace_from_matrices(A, h0, **kw)
+    Q = ps.basis
+    B = np.swapaxes(Q, 0, 1)[None] @ (A @ Q)
+    Bn, _ = normalize_transitions(B)
+    eig = np.linalg.eigvals(Bn)
+    res.persistent_subspace = ps.to_dict()
+    res.persistent_eigenvalues = eig
+    res.max_commutator_persistent = float(commutator_norms(B).max()) if B.shape[0] > 1 else 0.0
+    if periods is not None and eig.size:
+        res.max_phase_error_persistent = float(np.nanmax(np.abs(
+            phase_errors(eig, np.asarray(periods), np.ones(eig.shape, dtype=bool)))))
+    return res
+
+
+def spectra(model, task=None, train_length: int = 10, persistent: bool = True,
+            persistent_kw: dict | None = None, **kw) -> SpectraResult:
     """Spectra of a bilinear model, with the task's expected phases when ``task`` is given.
 
     Parameters
@@ -494,6 +528,10 @@ def spectra(model, task=None, train_length: int = 10, **kw) -> SpectraResult:
         Supplies the per-token periods (minimal automaton) and, for ``cyclic:m``/parity, m.
     train_length : int
         Longest training length (decays faster than this are not predicted breaks).
+    persistent : bool
+        Also compute phases and commutators on the persistent subspace (`add_persistent`); the
+        summary then reports those as ``max_phase_error``/``max_commutator``.
+    persistent_kw : dict or None, passed to `persistent_subspace_from_matrices`.
     **kw : passed to ``analyze_spectra``.
     """
     A, h0 = model_transitions(model)
@@ -507,6 +545,8 @@ def spectra(model, task=None, train_length: int = 10, **kw) -> SpectraResult:
     variant = _variant(model)
     res = analyze_spectra(A, h0, periods=periods, cyclic_m=m, train_length=train_length,
                           rotation_blocks=variant in ("rotation", "complex_diag"), **kw)
+    if persistent and h0 is not None:
+        add_persistent(res, A, h0, periods, **(persistent_kw or {}))
     if getattr(getattr(model, "cfg", None), "additive", False) or variant == "positive_diag":
         res.notes.append("model has an additive input term: spectra describe its linear part only")
     return res
