@@ -6,7 +6,10 @@ Recipe (works for every model with the hook vocabulary, baselines included):
    sequences of length 50 -- every prefix 1..50 -- and 16 of length 500) and cache the start state
    ``blocks.0.hook_h0`` [B, H] and every step's state ``blocks.0.hook_state`` [B, T, H].
 2. L2-normalise the states (predictions of a bias-free readout are invariant to a positive scale)
-   and cluster them. Leader clustering at a fine radius gives micro-clusters; single linkage then
+   and cluster them. Default (``method="predictions"``, ``cluster_by_groups``): one seed cluster
+   per predicted class, split only along gaps of half the model's own state spacing, clouds that
+   overlap merged -- robust to the ~2% wobble and the drift of trained models, where 50 states on
+   a circle give no clear gap in merge heights. ``method="linkage"`` (the original geometric cut): Leader clustering at a fine radius gives micro-clusters; single linkage then
    merges micro-clusters closer than ``tol``. With ``tol="auto"`` the cut is placed in the largest
    *ratio gap* of the merge heights (counting the fine radius as the lowest height), so a
    generalising model -- tight clouds far apart -- gives exactly one cluster per reachable state,
@@ -158,6 +161,181 @@ def cluster_states(X: np.ndarray, tol: float | str = "auto", fine_radius: float 
     return Clustering(labels, int(order.size), cut, gap, K, capped)
 
 
+def _nearest(X: np.ndarray, C: np.ndarray, chunk: int = 8192):
+    """Index of and distance to the nearest row of C for every row of X. (N, H), (K, H) -> (N,), (N,)."""
+    Csq = (C * C).sum(1)
+    idx = np.empty(len(X), dtype=np.int64)
+    d2 = np.empty(len(X))
+    for i in range(0, len(X), chunk):
+        x = X[i:i + chunk]
+        D = Csq[None, :] - 2.0 * (x @ C.T)
+        idx[i:i + chunk] = D.argmin(1)
+        d2[i:i + chunk] = D[np.arange(len(x)), idx[i:i + chunk]] + (x * x).sum(1)
+    return idx, np.sqrt(np.maximum(d2, 0.0))
+
+
+def _spread(X: np.ndarray, labels: np.ndarray, K: int):
+    """Centroids (K, H), rms radius (K,) and max radius (K,) of the clusters ``labels`` (N,)."""
+    cnt = np.bincount(labels, minlength=K).astype(np.float64)
+    C = np.zeros((K, X.shape[1]))
+    np.add.at(C, labels, X)
+    C /= np.maximum(cnt, 1)[:, None]
+    r = np.linalg.norm(X - C[labels], axis=1)
+    rms = np.sqrt(np.bincount(labels, weights=r * r, minlength=K) / np.maximum(cnt, 1))
+    rmax = np.zeros(K)
+    np.maximum.at(rmax, labels, r)
+    return C, rms, rmax
+
+
+def _subsample(n: int, m: int) -> np.ndarray:
+    """Deterministic, evenly spread subset of range(n) of size min(n, m) (rows are time-ordered)."""
+    return np.arange(n) if n <= m else np.linspace(0, n - 1, m).round().astype(np.int64)
+
+
+def cluster_by_groups(X: np.ndarray, groups: np.ndarray, split_frac: float = 0.5,
+                      overlap: float = 1.0, max_sample: int = 400, min_frac: float = 0.0,
+                      fine_radius: float = 0.02, max_clusters: int = 1000) -> Clustering:
+    """Cluster normalised states seeded by a label per point (the model's own predicted class).
+
+    Used by ``extract_from_arrays`` (module docstring, step 2). A trained model's states wobble
+    around ideal points and drift over long runs, so a cloud can be wider than the spacing between
+    its points and a gap in single-linkage heights is no reliable cut (50 near-uniformly spaced
+    states on a circle give none). The readout, however, already separates the states it must
+    tell apart, and its prediction is a function of the state, so points with different
+    predictions are different states of the model's Moore machine:
+
+    1. Seed one cluster per predicted class (``groups >= 0``).
+    2. Split a class only along a gap of at least ``split_frac`` times the model's own scale --
+       the median distance from a class centroid to the nearest other class centroid -- found by
+       single linkage on the class's leaders at radius tol / 2 (at most ``max_sample``; they cover
+       every point, rare states included); fragments holding fewer than ``min_frac`` of the
+       class's points (outliers; none by default, since an exact model's rare states are real)
+       are dropped, and every point of the class goes to its nearest surviving centroid (a
+       k-means assignment step).
+    3. Merge clusters whose clouds overlap: centroid distance < ``overlap`` x (rms radius_i +
+       rms radius_j). A model that cannot keep two states apart (drift, collapse) gets them merged,
+       and the table built on the merged cluster then has conflicting votes (unstable).
+    4. Points without a label (``groups < 0``: the start states ``h_0``) join the nearest cluster
+       when they lie within 1.5 x its largest radius, else are clustered among themselves by
+       ``cluster_states``.
+
+    Parameters
+    ----------
+    X : array, (N, H), rows normalised
+    groups : int array, (N,)   predicted class per point, -1 where there is none
+
+    max_clusters : int
+        More clusters than this means the states never settle: ``capped`` is set (unstable).
+
+    Returns
+    -------
+    Clustering with ``gap_ratio`` = the smallest centroid distance / (rms_i + rms_j) over pairs of
+    final clusters (how many spreads apart the closest two states are; inf for one cluster).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    X = np.asarray(X, dtype=np.float64)
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != (X.shape[0],):
+        raise ValueError(f"groups must have shape ({X.shape[0]},); got {groups.shape}")
+    if not (0 < split_frac and overlap >= 0 and max_sample >= 2 and 0 <= min_frac < 1):
+        raise ValueError(f"need split_frac > 0, overlap >= 0, max_sample >= 2, 0 <= min_frac < 1; got "
+                         f"{split_frac}, {overlap}, {max_sample}, {min_frac}")
+    known = groups >= 0
+    capped = False
+    labels = np.full(X.shape[0], -1, dtype=np.int64)
+    if known.any():
+        gid, ginv = np.unique(groups[known], return_inverse=True)
+        Xk = X[known]
+        G = gid.size
+        Cg, _, _ = _spread(Xk, ginv, G)
+        if G > 1:
+            D = _pdist(Cg)
+            np.fill_diagonal(D, np.inf)
+            scale = float(np.median(D.min(1)))
+        else:
+            scale = np.inf  # no second class to measure a scale by: never split
+        tol = max(split_frac * scale, fine_radius)
+        sub = np.empty(Xk.shape[0], dtype=np.int64)
+        order = np.argsort(ginv, kind="stable")
+        bounds = np.searchsorted(ginv[order], np.arange(G + 1))
+        K = 0
+        for g in range(G):
+            rows = order[bounds[g]:bounds[g + 1]]
+            Xg = Xk[rows]
+            cents = None
+            if np.isfinite(tol) and rows.size >= 2:
+                # leaders at radius tol/2 cover every point (rare states included), and single
+                # linkage of the leaders at tol then splits only along gaps of about tol or more
+                micro, S, _ = leader_clusters(Xg, 0.5 * tol, max_sample)
+                if S.shape[0] >= 2:
+                    lab = fcluster(linkage(S, method="single"), t=tol, criterion="distance") - 1
+                    frag = lab[micro]
+                    sizes = np.bincount(frag)
+                    big = np.flatnonzero(sizes >= min_frac * rows.size)
+                    if big.size >= 2:
+                        cents = np.stack([Xg[frag == b].mean(0) for b in big])
+            if cents is None:
+                sub[rows] = K
+                K += 1
+            else:
+                sub[rows] = K + _nearest(Xg, cents)[0]
+                K += cents.shape[0]
+        # 3. merge overlapping clouds (connected components of the overlap graph); beyond
+        # max_clusters the states never settle (capped) and the K x K step is skipped
+        if K > max_clusters:
+            capped = True
+            labels[known] = sub
+        else:
+            C, rms, _ = _spread(Xk, sub, K)
+            D = _pdist(C)
+            i, j = np.nonzero(np.triu(D < overlap * (rms[:, None] + rms[None, :]), 1))
+            _, comp = connected_components(coo_matrix((np.ones(i.size), (i, j)), shape=(K, K)),
+                                           directed=False)
+            labels[known] = comp[sub]
+    n_known = int(labels.max()) + 1
+    rest = np.flatnonzero(~known)
+    if rest.size:
+        if n_known:
+            C, _, rmax = _spread(X[known], labels[known], n_known)
+            near, dist = _nearest(X[rest], C)
+            join = dist <= 1.5 * rmax[near]
+            labels[rest[join]] = near[join]
+            rest = rest[~join]
+        if rest.size:
+            extra = cluster_states(X[rest], fine_radius=fine_radius).labels
+            labels[rest] = n_known + extra
+    K = int(labels.max()) + 1
+    if 1 < K <= max_clusters:
+        C, rms, _ = _spread(X, labels, K)
+        D = _pdist(C) / np.maximum(rms[:, None] + rms[None, :], 1e-300)
+        np.fill_diagonal(D, np.inf)
+        gap = float(D.min())
+    else:
+        gap = np.inf
+    tol_used = float(tol) if known.any() and np.isfinite(tol) else float(fine_radius)
+    if K > max_clusters:
+        gap = 0.0
+    return Clustering(_first_appearance(labels), K, tol_used, gap, K, capped)
+
+
+def _pdist(C: np.ndarray) -> np.ndarray:
+    """Euclidean distances between rows via the Gram matrix (no (K, K, H) temporary). -> (K, K)."""
+    sq = (C * C).sum(1)
+    return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (C @ C.T), 0.0))
+
+
+def _first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Renumber cluster ids by first appearance so that the start state (point 0) is cluster 0."""
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(first)
+    remap = np.empty(int(labels.max()) + 1, dtype=np.int64)
+    remap[labels[first[order]]] = np.arange(order.size)
+    return remap[labels]
+
+
 # ----------------------------------------------------------------------------- table building
 
 
@@ -268,6 +446,9 @@ def build_automaton_table(labels: np.ndarray, tokens: np.ndarray, predictions: n
     start_observed = bool(out_tot[start] > 0)
     trans = nxt.reshape(K, V)
     outputs = out.copy()
+    # a cluster holding only unlabelled points (h_0, window starts) has no observed output: it
+    # gets the "unknown" output n_outputs, like the sink (the start cluster is handled by the caller)
+    outputs[out_tot == 0] = n_outputs
     if missing:
         trans = np.vstack([trans, np.full((1, V), K)])
         trans[trans < 0] = K
@@ -281,7 +462,8 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
                         task_automaton, true_states: np.ndarray | None = None,
                         start_rows: np.ndarray | None = None, n_outputs: int | None = None,
                         tol: float | str = "auto",
-                        fine_radius: float = 0.02, purity_tol: float = 1e-3) -> ExtractionResult:
+                        fine_radius: float = 0.02, purity_tol: float = 1e-3,
+                        method: str = "predictions") -> ExtractionResult:
     """Extract and compare an automaton from cached arrays (the model-free core).
 
     Parameters
@@ -297,10 +479,16 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
         ``task_automaton`` (rows starting at its start state) when omitted.
     start_rows : bool array, (B,), optional
         Rows whose column 0 is ``h_0`` (default: all). Other rows are windows of longer runs.
-    tol, fine_radius : see ``cluster_states``.
+    tol, fine_radius : see ``cluster_states`` (``tol`` is used by ``method="linkage"`` only).
     purity_tol : float
         ``stable`` needs transition-vote purity >= 1 - purity_tol.
+    method : "predictions" or "linkage"
+        "predictions" (default): clusters seeded by the model's predicted class and refined by
+        distance (``cluster_by_groups``), robust to the wobble and drift of trained models;
+        "linkage": purely geometric leader + single-linkage clustering (``cluster_states``).
     """
+    if method not in ("predictions", "linkage"):
+        raise ValueError(f"method must be 'predictions' or 'linkage'; got {method!r}")
     # the same class as the task's (workbench.tasks.Automaton): its minimize/isomorphism are used
     Automaton = type(task_automaton)
     states = np.asarray(states)
@@ -328,7 +516,12 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
         raise ValueError(f"start_rows must be a bool array of shape ({B},) with a True entry")
 
     X = normalize_rows(states).reshape(B * T1, H)
-    cl = cluster_states(X, tol=tol, fine_radius=fine_radius)
+    if method == "predictions":
+        # column 0 (h_0, or the first state of a window) carries no prediction: label -1
+        groups = np.concatenate([np.full((B, 1), -1), predictions], 1).reshape(-1)
+        cl = cluster_by_groups(X, groups, fine_radius=fine_radius)
+    else:
+        cl = cluster_states(X, tol=tol, fine_radius=fine_radius)
     labels = cl.labels.reshape(B, T1)
     K = cl.n_clusters
     start_labels = labels[start_rows, 0]
@@ -472,14 +665,15 @@ def sample_tokens(task, n_sequences: int = 256, length: int = 50, n_long: int = 
 
 def extract_automaton(model, task, n_sequences: int = 256, length: int = 50, n_long: int = 16,
                       long_length: int = 500, seed: int = 0, tol: float | str = "auto",
-                      fine_radius: float = 0.02, purity_tol: float = 1e-3) -> ExtractionResult:
+                      fine_radius: float = 0.02, purity_tol: float = 1e-3,
+                      method: str = "predictions") -> ExtractionResult:
     """Extract the automaton of ``model`` on ``task`` and compare it with the task's (module doc).
 
     Parameters
     ----------
     n_sequences, length : short sequences (every prefix 1..length is visited)
     n_long, long_length : long sequences beyond the training lengths (drift shows up here)
-    tol, fine_radius, purity_tol : see ``extract_from_arrays``
+    tol, fine_radius, purity_tol, method : see ``extract_from_arrays``
 
     The long sequences are cut into windows of ``length`` steps overlapping by one state, so all
     rows share one rectangular array and every (state, token, next state) triple appears once.
@@ -502,7 +696,8 @@ def extract_automaton(model, task, n_sequences: int = 256, length: int = 50, n_l
     return extract_from_arrays(cut(all_states, L + 1), cut(all_tok, L), cut(all_pred, L),
                                task.automaton, true_states=cut(all_true, L + 1),
                                start_rows=np.concatenate(all_start), n_outputs=task.n_classes,
-                               tol=tol, fine_radius=fine_radius, purity_tol=purity_tol)
+                               tol=tol, fine_radius=fine_radius, purity_tol=purity_tol,
+                               method=method)
 
 
 def summarize(model, task) -> dict:

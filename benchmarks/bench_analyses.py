@@ -56,6 +56,22 @@ def main(argv=None):
           f"[target <= 10 s]; reference forward of the same tokens: {ref:.3f} s; "
           f"result: {res.n_clusters} clusters, isomorphic={res.isomorphic}, stable={res.stable}")
 
+    # a trained zoo model, when the zoo is built: A5 (60 states, H = 64), whose wobbling states made
+    # the purely geometric clustering slow (1000 micro-clusters) and unstable
+    try:
+        from workbench.checkpoints import load_checkpoint
+
+        a5, a5_task = load_checkpoint("groupA5_full_s0")
+    except Exception as exc:  # the zoo may not be built yet
+        print(f"trained groupA5_full_s0 not available ({type(exc).__name__}); skipped")
+    else:
+        t_a5, r5 = _best(lambda: extract_automaton(a5, a5_task), args.repeats)
+        t_a5_old, r5o = _best(lambda: extract_automaton(a5, a5_task, method="linkage"), 1)
+        print(f"trained groupA5_full_s0 extraction: {t_a5:.2f} s [target <= 5 s], {r5.n_clusters} "
+              f"clusters, isomorphic={r5.isomorphic}, stable={r5.stable}; reference (geometric "
+              f"linkage, method='linkage'): {t_a5_old:.2f} s, isomorphic={r5o.isomorphic}, "
+              f"stable={r5o.stable}")
+
     clean, corrupt, cl, co = make_patching_pairs(task, n_pairs=16, length=500, position=490)
     cl_t = torch.as_tensor(corrupt)
     with torch.no_grad():

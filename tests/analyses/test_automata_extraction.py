@@ -220,3 +220,42 @@ def test_plot_extracted_automaton():
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="outputs"):
         plot_automaton(np.zeros((3, 2), int), np.zeros(2, int))
+
+
+def _wobbly_ring(m=50, n=128, length=60, wobble=0.02, seed=0):
+    """cyclic:m states as a rotation on a circle (2 of 16 dims) with ~2% per-step wobble."""
+    task = make_task(f"cyclic:{m}")
+    auto = task.automaton
+    tok = tokens_for(task, n=n, length=length, seed=seed)
+    st = np.concatenate([np.full((n, 1), auto.start), auto.run(tok)], 1)
+    rng = np.random.default_rng(seed)
+    X = np.zeros(st.shape + (16,))
+    X[..., 0], X[..., 1] = np.cos(2 * np.pi * st / m), np.sin(2 * np.pi * st / m)
+    X += wobble / 4 * rng.normal(size=X.shape)  # |noise| ~ wobble in 16 dims
+    return task, auto, tok, st, X
+
+
+def test_wobbly_cyclic50_ring_extracts_50_states():
+    # 50 near-uniformly spaced states: no clear gap in the single-linkage heights, so the old
+    # purely geometric cut split/merged states; seeding by the readout's prediction does not
+    task, auto, tok, st, X = _wobbly_ring()
+    res = extract_from_arrays(X, tok, auto.outputs[st[:, 1:]], auto, n_outputs=task.n_classes)
+    assert res.n_clusters == 50 and res.n_states == res.n_task_states, res.sentence
+    assert res.isomorphic and res.stable and res.mismatches == []
+    assert res.gap_ratio > 1
+
+
+def test_chance_predictions_are_reported_as_failing():
+    # a model at chance: its readout does not follow the states
+    task, auto, tok, st, X = _wobbly_ring(m=10, wobble=0.02)
+    rng = np.random.default_rng(3)
+    preds = rng.integers(0, task.n_classes, size=tok.shape)
+    res = extract_from_arrays(X, tok, preds, auto, n_outputs=task.n_classes)
+    assert not (res.isomorphic and res.stable), res.sentence
+
+
+def test_bad_method_raises():
+    auto = make_task("parity").automaton
+    with pytest.raises(ValueError, match="method"):
+        extract_from_arrays(np.ones((2, 4, 3)), np.zeros((2, 3), int), np.zeros((2, 3), int), auto,
+                            method="kmeans")
