@@ -46,14 +46,25 @@ class AuditRow:
     seconds: float
 
 
-def audit_model(name: str, entry: dict, norm_500: float, solved: float = 0.99,
-                atol: float = 1e-3, commutator_atol: float = 1e-6) -> AuditRow:
-    """Analyse one zoo model and compare the analyses' claims with its measured accuracy."""
-    from analyses import automata_extraction, representations, spectra
+def audit_model(name: str, entry: dict, norm_500: float, **kw) -> AuditRow:
+    """Load one zoo model by name and audit it (see :func:`audit_loaded`)."""
     from workbench.checkpoints import load_checkpoint
 
-    t0 = time.perf_counter()
     model, task = load_checkpoint(name)
+    return audit_loaded(model, task, name, entry.get("variant_key", model.cfg.variant), norm_500, **kw)
+
+
+def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solved: float = 0.99,
+                 atol: float = 1e-3, commutator_atol: float = 1e-6) -> AuditRow:
+    """Analyse one model and compare the analyses' claims with its measured accuracy.
+
+    ``norm_500`` is the model's chance-normalised accuracy at length 500; it ``generalises`` when
+    that is at least ``solved``. ``atol`` bounds the homomorphism error and residual of a
+    faithful representation, ``commutator_atol`` the commutators of diagonal-class models.
+    """
+    from analyses import automata_extraction, representations, spectra
+
+    t0 = time.perf_counter()
     variant = model.cfg.variant
     generalises = norm_500 >= solved
     rep = aut = spec = None
@@ -84,7 +95,7 @@ def audit_model(name: str, entry: dict, norm_500: float, solved: float = 0.99,
     if spec is not None and variant in DIAGONAL_CLASS and (spec["max_commutator"] or 0) > commutator_atol:
         problems.append(f"diagonal-class commutator {spec['max_commutator']:.1e} > {commutator_atol:g}")
     return AuditRow(
-        name=name, task=task.spec, variant=entry.get("variant_key", variant), norm_500=norm_500,
+        name=name, task=task.spec, variant=variant_key, norm_500=norm_500,
         generalises=generalises,
         representation=rep["decomposition"] if rep else None,
         homomorphism_error=rep["homomorphism_error"] if rep else None,

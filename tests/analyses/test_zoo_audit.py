@@ -1,0 +1,63 @@
+"""The zoo audit on a small zoo of exact constructions plus one planted failure."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _fake_zoo import build_fake_zoo  # noqa: E402
+
+from analyses.zoo_audit import audit_zoo, to_markdown  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, monkeypatch_module):
+    root = build_fake_zoo(tmp_path_factory.mktemp("auditzoo"), echo=False)
+    monkeypatch_module.setenv("WORKBENCH_CHECKPOINTS", str(root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_constructions_pass_the_audit(zoo):
+    rows = audit_zoo(progress=False)
+    assert {r.name for r in rows} >= {"cyclic5_full_s0", "groupS3_full_s0", "fsm5_full_s0"}
+    for r in rows:
+        assert r.generalises, r
+        assert r.verdict == "ok", (r.name, r.verdict)
+    s3 = next(r for r in rows if r.name == "groupS3_full_s0")
+    assert s3.faithful and s3.homomorphism_error < 1e-3
+    assert s3.automaton_isomorphic
+    text = to_markdown(rows, "test")
+    assert f"**{len(rows)} of {len(rows)} models as expected**" in text
+
+
+def test_a_generalising_claim_that_the_analysis_contradicts_is_flagged(zoo):
+    # Plant a contradiction: claim a model generalises after scrambling its transitions.
+    from analyses.zoo_audit import audit_loaded
+    from workbench.checkpoints import load_checkpoint
+
+    model, task = load_checkpoint("groupS3_full_s0")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.W.add_(0.3 * torch.randn(model.W.shape, generator=g))
+    row = audit_loaded(model, task, "groupS3_full_s0", "full", norm_500=1.0)
+    assert row.verdict != "ok"
+    assert "faithful representation" in row.verdict
+
+
+def test_a_failing_model_declared_a_representation_is_flagged(zoo):
+    # The exact construction is a faithful representation; claiming it fails at 500 contradicts.
+    from analyses.zoo_audit import audit_loaded
+    from workbench.checkpoints import load_checkpoint
+
+    model, task = load_checkpoint("groupS3_full_s0")
+    row = audit_loaded(model, task, "groupS3_full_s0", "full", norm_500=0.2)
+    assert not row.generalises
+    assert "fails at 500 yet declared a faithful representation" in row.verdict
