@@ -23,7 +23,8 @@ def _applicable(model, task) -> dict:
     found = {"automaton": automata_extraction.summarize}
     if variant in BILINEAR_VARIANTS:
         found["spectra"] = spectra.summarize
-        if task.group is not None:
+        affine = model.cfg.additive or variant == "positive_diag"   # no linear representation
+        if task.group is not None and not affine:
             found["representation"] = representations.summarize
             found["comparison"] = comparison.summarize
     return found

@@ -69,7 +69,8 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
     generalises = norm_500 >= solved
     rep = aut = spec = None
     problems = []
-    if task.group is not None:
+    linear = not (model.cfg.additive or variant == "positive_diag")   # affine: no representation
+    if task.group is not None and linear:
         try:
             rep = representations.recover_representation(model, task, atol=atol).to_dict()
         except Exception as exc:  # reported in the table, never hidden
