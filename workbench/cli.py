@@ -30,24 +30,21 @@ def _int_list(text: str) -> list[int]:
     return vals
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        vals = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1e-3,3e-3, got {text!r}")
-    if not vals or any(not (0 < v < 10) for v in vals):
-        raise argparse.ArgumentTypeError(f"learning rates must be in (0, 10), got {text!r}")
-    return vals
+def _number_list(what: str, example: str, accepts, accepted: str):
+    """An argparse type for comma-separated floats that each satisfy ``accepts``."""
+    def parse(text: str) -> list[float]:
+        try:
+            vals = [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers like {example}, got {text!r}")
+        if not vals or not all(accepts(v) for v in vals):
+            raise argparse.ArgumentTypeError(f"{what} must be in {accepted}, got {text!r}")
+        return vals
+    return parse
 
 
-def _nonneg_float_list(text: str) -> list[float]:
-    try:
-        vals = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,1, got {text!r}")
-    if not vals or any(not (0 <= v < 100) for v in vals):
-        raise argparse.ArgumentTypeError(f"weight decays must be in [0, 100), got {text!r}")
-    return vals
+_float_list = _number_list("learning rates", "1e-2,3e-2", lambda v: 0 < v < 10, "(0, 10)")
+_nonneg_float_list = _number_list("weight decays", "0,1", lambda v: 0 <= v < 100, "[0, 100)")
 
 
 def _positive_int(text: str) -> int:
