@@ -663,7 +663,18 @@ class RepresentationResult:
             parts.append(f"{m}×{self.irrep_names[i]}" if m > 1 else self.irrep_names[i])
         return " ⊕ ".join(parts) if parts else "nothing"
 
-    def sentence(self) -> str:
+    def is_approximate(self, approx_atol: float = 0.1) -> bool:
+        """Not exact at ``atol`` but within ``approx_atol``: an approximate representation.
+
+        Trained models that generalise perfectly are often here: their states keep a small
+        non-decaying component off the dominant subspace (~2 % in the zoo), so the restricted
+        matrices miss being a homomorphism by ~1e-2 while the character multiplicities are still
+        within ``approx_atol`` of integers.
+        """
+        return (not self.is_representation and self.homomorphism_error <= approx_atol
+                and self.residual <= approx_atol)
+
+    def sentence(self, approx_atol: float = 0.1) -> str:
         """One human sentence: what was learned, with the numbers that back it."""
         if self.persistent is not None:
             p = self.persistent
@@ -680,6 +691,10 @@ class RepresentationResult:
             warn = (f"; but the unreached directions expand (radius {self.complement_radius:.3g} > 1), so "
                     "rounding there grows with length" if self.complement_radius > 1 + self.atol else "")
             return f"learned {self.decomposition_string()} of {self.group_name} {where}, {faith}; {nums}{warn}"
+        if self.is_approximate(approx_atol):
+            return (f"approximately {self.decomposition_string()} of {self.group_name} {where} "
+                    f"(not exact at atol {_fmt(self.atol)}, within {_fmt(approx_atol)}): "
+                    f"homomorphism error {_fmt(self.homomorphism_error)}, residual {_fmt(self.residual)}")
         raw = ", ".join(f"{self.irrep_names[i]} {self.raw_multiplicities[i].real:.2f}"
                         for i in range(len(self.irrep_names)) if abs(self.raw_multiplicities[i]) > 0.05)
         extra = f"; singular token matrices {self.singular_tokens}" if self.singular_tokens else ""
@@ -706,6 +721,7 @@ class RepresentationResult:
             "faithful": bool(self.faithful),
             "irreps": self.irreps_list(),
             "is_representation": bool(self.is_representation),
+            "approximate": bool(self.is_approximate()),
             "decomposition": self.decomposition_string(),
             "dimension": int(r),
             "hidden_size": int(self.hidden_size),

@@ -88,7 +88,9 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
         ok_rep = (rep["is_representation"] and rep["faithful"]
                   and (rep["homomorphism_error"] or 0) < atol and (rep["residual"] or 0) < atol)
         if generalises and not ok_rep:
-            problems.append("generalises but no faithful representation within atol")
+            problems.append("generalises but only an approximate representation (errors above atol)"
+                            if rep.get("approximate") else
+                            "generalises but no faithful representation within atol")
         if not generalises and rep["is_representation"] and rep["faithful"]:
             problems.append("fails at 500 yet declared a faithful representation")
     if aut is not None and generalises and not aut["isomorphic"]:

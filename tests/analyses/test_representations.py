@@ -130,6 +130,7 @@ def test_random_matrices_are_not_a_representation(S4):
     assert res.homomorphism_error > 0.1
     s = res.sentence()
     assert s.startswith("not a representation") and "homomorphism error" in s
+    assert not res.is_approximate()
     d = res.to_dict()
     assert d["is_representation"] is False and d["homomorphism_error"] > 0.1
 
@@ -146,6 +147,11 @@ def test_nearly_a_representation_fails_at_tolerance(S4):
     loose = recover(S4, A, h0, atol=1e-1)
     assert not strict.is_representation and loose.is_representation
     assert 1e-3 < strict.homomorphism_error < 1e-1
+    # Between the two tolerances the result says "approximately", with the irreps it found.
+    assert strict.is_approximate(approx_atol=0.1) and not strict.is_approximate(approx_atol=1e-3)
+    assert strict.sentence().startswith("approximately 3a of S4")
+    assert strict.to_dict()["approximate"] is True
+    assert not loose.is_approximate()   # exact at its own tolerance: not "approximate"
 
 
 def test_unfaithful_kernel(S4):

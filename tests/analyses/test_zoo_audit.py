@@ -49,7 +49,7 @@ def test_a_generalising_claim_that_the_analysis_contradicts_is_flagged(zoo):
         model.W.add_(0.3 * torch.randn(model.W.shape, generator=g))
     row = audit_loaded(model, task, "groupS3_full_s0", "full", norm_500=1.0)
     assert row.verdict != "ok"
-    assert "faithful representation" in row.verdict
+    assert "representation" in row.verdict and row.verdict != "ok"
 
 
 def test_a_failing_model_declared_a_representation_is_flagged(zoo):
