@@ -336,6 +336,103 @@ def _first_appearance(labels: np.ndarray) -> np.ndarray:
     return remap[labels]
 
 
+# ----------------------------------------------------------------------------- folding
+
+
+def fold_partial_clusters(transitions: np.ndarray, observed: np.ndarray, outputs: np.ndarray,
+                          centers: np.ndarray, counts: np.ndarray, unknown_output: int):
+    """Fold partially observed clusters into compatible ones (minimisation with don't-cares).
+
+    A trained model visits some states only in a transient -- e.g. the first step after a
+    large-norm ``h_0``, before the state has settled onto its attractor -- and there they sit
+    far enough from the settled cloud to form a separate cluster. Such a cluster is seen a few
+    times, so most of its row is unobserved and the table sends those cells to a sink: the
+    machine gains spurious states although no observation tells the fragment apart from the
+    settled state. Unobserved cells are *don't-cares*, not evidence, so the principled repair is
+    the state merge of automata learning (RPNI-style folding): merge a partially observed cluster
+    ``p`` into a cluster ``q`` when no observation distinguishes them -- equal outputs
+    (``unknown_output`` matches anything), and the merge forced on every pair of observed
+    successors ``(delta(p, v), delta(q, v))`` recursively consistent too.
+
+    Guards, so that nothing is folded on absence of evidence alone: ``p`` must have an
+    unobserved cell and share an observed cell with ``q`` (a cluster with no observed cell at all
+    may join the nearest cluster with its output), and ``q`` must be at least as observed as
+    ``p``. States whose observed cells are disjoint (modarith's number vs operator positions)
+    are therefore never merged, and fully observed rows are left to ``Automaton.minimize``.
+    Conflicting evidence (different outputs along any forced pair) blocks the fold, so a
+    model whose fragments really behave differently keeps them.
+
+    Parameters
+    ----------
+    transitions : int array, (K, V)   majority next cluster, -1 where unobserved
+    observed : bool array, (K, V)
+    outputs : int array, (K,)
+    centers : array, (K, H)           cluster centroids (candidates are tried nearest first)
+    counts : int array, (K,)          points per cluster (rarest clusters are folded first)
+    unknown_output : int              the output of a cluster whose output was never observed
+
+    Returns
+    -------
+    fold : int array, (K,)   representative cluster of each cluster (fold[k] == k: kept)
+    """
+    trans = np.where(observed, transitions, -1).astype(np.int64)
+    out = np.asarray(outputs, dtype=np.int64).copy()
+    K, V = trans.shape
+    parent = np.arange(K)
+
+    def find(par, a):
+        while par[a] != a:
+            par[a] = par[par[a]]
+            a = par[a]
+        return a
+
+    def attempt(p, q):
+        par, tr, ou = parent.copy(), trans.copy(), out.copy()
+        stack = [(p, q)]
+        while stack:
+            a, b = stack.pop()
+            a, b = find(par, a), find(par, b)
+            if a == b:
+                continue
+            if ou[a] != ou[b] and unknown_output not in (ou[a], ou[b]):
+                return None
+            par[a] = b
+            if ou[b] == unknown_output:
+                ou[b] = ou[a]
+            for v in np.flatnonzero(tr[a] >= 0):
+                if tr[b, v] < 0:
+                    tr[b, v] = tr[a, v]
+                else:
+                    stack.append((int(tr[a, v]), int(tr[b, v])))
+        return par, tr, ou
+
+    D = _pdist(centers)
+    changed = True
+    while changed:
+        changed = False
+        reps = np.array([k for k in range(K) if find(parent, k) == k])
+        obs = trans[reps] >= 0
+        n_obs = obs.sum(1)
+        for i in np.argsort(counts[reps] if counts.size else n_obs, kind="stable"):
+            p = int(reps[i])
+            if find(parent, p) != p or n_obs[i] == V:
+                continue
+            shared = (obs & obs[i]).any(1) if n_obs[i] else np.ones(reps.size, bool)
+            ok = shared & (n_obs >= n_obs[i]) & (reps != p)
+            for j in np.flatnonzero(ok)[np.argsort(D[p, reps[ok]], kind="stable")]:
+                q = int(reps[j])
+                if find(parent, q) != q:
+                    continue
+                res = attempt(p, q)
+                if res is not None:
+                    parent, trans, out = res
+                    changed = True
+                    break
+            if changed:
+                break  # representatives changed: recompute the candidate lists
+    return np.array([find(parent, k) for k in range(K)], dtype=np.int64)
+
+
 # ----------------------------------------------------------------------------- table building
 
 
@@ -379,6 +476,7 @@ class ExtractionResult:
     minimal: object = None         # the minimised extracted Automaton
     sentence: str = ""
     notes: list[str] = field(default_factory=list)
+    n_folded: int = 0              # partially observed clusters folded away (``fold_partial_clusters``)
 
     def summary(self) -> dict:
         """JSON-safe summary (DESIGN's ``automaton`` key)."""
@@ -463,7 +561,7 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
                         start_rows: np.ndarray | None = None, n_outputs: int | None = None,
                         tol: float | str = "auto",
                         fine_radius: float = 0.02, purity_tol: float = 1e-3,
-                        method: str = "predictions") -> ExtractionResult:
+                        method: str = "predictions", fold: bool = True) -> ExtractionResult:
     """Extract and compare an automaton from cached arrays (the model-free core).
 
     Parameters
@@ -486,6 +584,9 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
         "predictions" (default): clusters seeded by the model's predicted class and refined by
         distance (``cluster_by_groups``), robust to the wobble and drift of trained models;
         "linkage": purely geometric leader + single-linkage clustering (``cluster_states``).
+    fold : bool
+        Fold partially observed clusters (transient states seen a few times) into clusters no
+        observation distinguishes them from (``fold_partial_clusters``); ``n_folded`` counts them.
     """
     if method not in ("predictions", "linkage"):
         raise ValueError(f"method must be 'predictions' or 'linkage'; got {method!r}")
@@ -527,8 +628,25 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
     start_labels = labels[start_rows, 0]
     start = int(np.bincount(start_labels).argmax())
     tab = build_automaton_table(labels, tokens, predictions, K, V, n_out, start)
-    outputs = tab["outputs"]
     notes = []
+    n_folded = 0
+    if fold and K > 1:
+        outs = tab["outputs"][:K].copy()
+        if not tab["start_output_observed"]:
+            outs[start] = target.outputs[target.start]  # as below: no prediction depends on it
+        C, _, _ = _spread(X, labels.reshape(-1), K)
+        rep = fold_partial_clusters(tab["transitions"][:K], tab["observed"], outs, C,
+                                    np.bincount(labels.reshape(-1), minlength=K), n_out)
+        n_folded = int((rep != np.arange(K)).sum())
+        if n_folded:
+            labels = _first_appearance(rep[labels.reshape(-1)]).reshape(B, T1)
+            K = int(labels.max()) + 1
+            start_labels = labels[start_rows, 0]
+            start = int(np.bincount(start_labels).argmax())
+            tab = build_automaton_table(labels, tokens, predictions, K, V, n_out, start)
+            notes.append(f"{n_folded} partially observed clusters (transients) folded into "
+                         f"compatible ones; {cl.n_clusters} clusters before folding")
+    outputs = tab["outputs"]
     if (start_labels != start).any():
         notes.append("h_0 fell into more than one cluster (the start state differs between sequences)")
     if not tab["start_output_observed"]:
@@ -584,7 +702,8 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
         state_purity=state_purity, conflicts=tab["conflicts"], missing=n_missing,
         gap_ratio=cl.gap_ratio, tol=cl.tol, stable=bool(stable),
         start_output_observed=tab["start_output_observed"], transitions=tab["transitions"],
-        outputs=outputs, cluster_state=cs, start=start, minimal=minimal, sentence=sentence, notes=notes)
+        outputs=outputs, cluster_state=cs, start=start, minimal=minimal, sentence=sentence, notes=notes,
+        n_folded=n_folded)
 
 
 def _observed_cells(states: np.ndarray, tokens: np.ndarray, n_states: int, V: int) -> np.ndarray:
@@ -666,14 +785,14 @@ def sample_tokens(task, n_sequences: int = 256, length: int = 50, n_long: int = 
 def extract_automaton(model, task, n_sequences: int = 256, length: int = 50, n_long: int = 16,
                       long_length: int = 500, seed: int = 0, tol: float | str = "auto",
                       fine_radius: float = 0.02, purity_tol: float = 1e-3,
-                      method: str = "predictions") -> ExtractionResult:
+                      method: str = "predictions", fold: bool = True) -> ExtractionResult:
     """Extract the automaton of ``model`` on ``task`` and compare it with the task's (module doc).
 
     Parameters
     ----------
     n_sequences, length : short sequences (every prefix 1..length is visited)
     n_long, long_length : long sequences beyond the training lengths (drift shows up here)
-    tol, fine_radius, purity_tol, method : see ``extract_from_arrays``
+    tol, fine_radius, purity_tol, method, fold : see ``extract_from_arrays``
 
     The long sequences are cut into windows of ``length`` steps overlapping by one state, so all
     rows share one rectangular array and every (state, token, next state) triple appears once.
@@ -697,7 +816,7 @@ def extract_automaton(model, task, n_sequences: int = 256, length: int = 50, n_l
                                task.automaton, true_states=cut(all_true, L + 1),
                                start_rows=np.concatenate(all_start), n_outputs=task.n_classes,
                                tol=tol, fine_radius=fine_radius, purity_tol=purity_tol,
-                               method=method)
+                               method=method, fold=fold)
 
 
 def summarize(model, task) -> dict:
