@@ -195,3 +195,73 @@ def test_config_round_trip():
     assert back == cfg and back.fingerprint() == cfg.fingerprint()
     with pytest.raises(ValueError, match="unknown training config keys"):
         TrainConfig.from_dict({"task": "parity", "stepz": 3})
+
+
+# --- polish phase ---------------------------------------------------------------------------
+
+def test_polish_off_by_default_and_old_fingerprints_kept():
+    cfg = _tiny()
+    assert cfg.polish_steps == 0
+    # A config written before the polish fields existed (no polish_* keys) has the same
+    # fingerprint, so finished zoo checkpoints are still recognised.
+    old = {k: v for k, v in cfg.to_dict().items() if not k.startswith("polish_")}
+    assert TrainConfig.from_dict(old).fingerprint() == cfg.fingerprint()
+    # Polish settings cannot matter while polish is off ...
+    assert _tiny(polish_lr=1e-2, polish_weight_decay=1.0).fingerprint() == cfg.fingerprint()
+    # ... and do once it is on.
+    on = _tiny(polish_steps=10)
+    assert on.fingerprint() != cfg.fingerprint()
+    assert _tiny(polish_steps=10, polish_lr=1e-2).fingerprint() != on.fingerprint()
+    back = TrainConfig.from_dict(json.loads(json.dumps(on.to_dict())))
+    assert back == on and back.fingerprint() == on.fingerprint()
+
+
+def test_zoo_checkpoint_fingerprint_unchanged():
+    from pathlib import Path
+
+    from workbench.checkpoints import read_config
+
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "zoo" / "groupS3_full_s0"
+    if not (ckpt / "config.json").exists():
+        pytest.skip("zoo checkpoint not built here")
+    conf = read_config(ckpt)["training"]
+    stored = conf.pop("fingerprint")
+    assert TrainConfig.from_dict(conf).fingerprint() == stored
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(polish_steps=-1), "polish_steps"),
+    (dict(polish_lr=0.0), "polish_lr"),
+    (dict(polish_weight_decay=-1.0), "polish_weight_decay"),
+    (dict(polish_loss="sum"), "polish_loss"),
+    (dict(polish_train_lengths=(9, 3)), "polish_train_lengths"),
+])
+def test_polish_validation(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        TrainConfig(task="cyclic:3", **kw)
+
+
+def test_polish_runs_is_deterministic_and_recorded(tmp_path):
+    cfg = _tiny(polish_steps=15, polish_loss="per_step", polish_train_lengths=(2, 12))
+    a = train(cfg, None, progress=False)
+    b = train(cfg, None, progress=False)
+    _assert_same(_weights(a.model), _weights(b.model))
+    p = a.polish
+    assert p is not None and p == {**b.polish, "train_time_s": p["train_time_s"]}
+    assert p["steps"] == 15 and p["weight_decay"] == cfg.polish_weight_decay and p["loss"] == "per_step"
+    assert p["kept"] == (p["long_val_accuracy"] >= p["long_val_accuracy_before"])
+    # The polish changed the weights (when kept) relative to the same run without it.
+    plain = train(_tiny(), None, progress=False)
+    assert plain.polish is None
+    if p["kept"]:
+        assert any(not torch.equal(x, y) for x, y in zip(_weights(a.model).values(),
+                                                         _weights(plain.model).values()))
+    else:
+        _assert_same(_weights(a.model), _weights(plain.model))
+    # Written to metrics.json and read back when the finished checkpoint is reused.
+    res = train(cfg, tmp_path / "c", progress=False)
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["polish"]["steps"] == 15
+    again = train(cfg, tmp_path / "c", progress=False)
+    assert again.reused and again.polish["steps"] == 15
+    _assert_same(_weights(res.model), _weights(again.model))

@@ -284,6 +284,9 @@ def cmd_zoo_list(args) -> int:
 def cmd_zoo_tables(args) -> int:
     from workbench import zoo
 
+    n = zoo.rescore_step_accuracy(root=args.root)   # only runs scored before this existed
+    if n:
+        print(f"added the every-step score to {n} runs")
     paths = zoo.write_tables(root=args.root)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
