@@ -338,6 +338,9 @@ def _first_appearance(labels: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- folding
 
+#: Above this many clusters extraction does not fold (see extract_from_arrays).
+FOLD_MAX_CLUSTERS = 300
+
 
 def fold_partial_clusters(transitions: np.ndarray, observed: np.ndarray, outputs: np.ndarray,
                           centers: np.ndarray, counts: np.ndarray, unknown_output: int):
@@ -630,7 +633,10 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
     tab = build_automaton_table(labels, tokens, predictions, K, V, n_out, start)
     notes = []
     n_folded = 0
-    if fold and K > 1:
+    # Folding is for a few rare transient fragments beside a settled machine; with hundreds of
+    # clusters the states never settled (the result is unstable anyway) and the pairwise search
+    # over clusters is too slow to be worth it.
+    if fold and 1 < K <= FOLD_MAX_CLUSTERS:
         outs = tab["outputs"][:K].copy()
         if not tab["start_output_observed"]:
             outs[start] = target.outputs[target.start]  # as below: no prediction depends on it
