@@ -35,7 +35,7 @@ def build_fake_zoo(root, runs=SMALL, echo: bool = True, n_sequences: int = 64) -
     from workbench.constructions import construct
     from workbench.tasks import make_task
     from workbench.training import evaluate, normalized_accuracy
-    from workbench.zoo import Run, echo_state_parity, write_tables
+    from workbench.zoo import Run, echo_state_parity, step_accuracy, write_tables
 
     torch.set_num_threads(1)
     root = Path(root)
@@ -47,7 +47,9 @@ def build_fake_zoo(root, runs=SMALL, echo: bool = True, n_sequences: int = 64) -
         metrics = {"accuracy": {str(k): v for k, v in acc.items()},
                    "normalized_accuracy": {str(k): normalized_accuracy(v, task.chance) for k, v in acc.items()},
                    "chance": task.chance, "steps": 0, "lr": None, "train_time_s": 0.0,
-                   "solved_validation": True}
+                   "solved_validation": True,
+                   "step_accuracy": {"length": 500, "accuracy": (sa := step_accuracy(model, task, n_sequences=n_sequences)),
+                                     "normalized": normalized_accuracy(sa, task.chance)}}
         save_checkpoint(root / "zoo" / name, model, spec, {"construction": model.construction, "seed": 0},
                         metrics, seed=0)
         plan.append(Run(name, spec, vkey, 0))

@@ -41,6 +41,7 @@ def test_report_states_findings_from_the_analyses(page):
     for sec in ("reproduction", "cyclic", "fsm", "modarith", "groups", "parity"):
         assert f"<section id='{sec}'>" in text
     assert "(1.00)" in text and "(0.37)" in text        # the paper's numbers beside ours
+    assert "every step 1–500: modular addition" in text  # the score that catches length gaming
 
 
 def test_check_page_catches_broken_pages(page):
