@@ -30,30 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyses import comparison, representations  # noqa: E402
-from workbench.constructions import construct  # noqa: E402
+from workbench.constructions import construct, disguise  # noqa: E402
 from workbench.models import ModelConfig, build_model  # noqa: E402
 from workbench.tasks import make_task  # noqa: E402
-
-
-def disguise(model, task, hidden, rng, noise=1e-6):
-    A = model.transition_matrices().double().numpy()
-    V, r, _ = A.shape
-    P = rng.normal(size=(hidden, hidden)) + 2 * np.eye(hidden)
-    Pi = np.linalg.inv(P)
-    B = np.zeros((V, hidden, hidden))
-    for v in range(V):
-        M = np.zeros((hidden, hidden))
-        M[:r, :r] = A[v]
-        M[:r, r:] = 0.3 * rng.normal(size=(r, hidden - r))
-        M[r:, r:] = 0.3 / np.sqrt(hidden - r) * rng.normal(size=(hidden - r, hidden - r))  # contracting
-        B[v] = rng.uniform(0.5, 2.0) * P @ M @ Pi + noise * rng.normal(size=(hidden, hidden))
-    new = build_model(ModelConfig("full", task.d_vocab, hidden, task.n_classes))
-    new.set_transition_matrices(B)
-    with torch.no_grad():
-        new.h0.copy_(torch.tensor(P @ np.r_[model.h0.detach().double().numpy(), np.zeros(hidden - r)]))
-        new.W_U.copy_(torch.tensor(Pi.T @ np.r_[model.W_U.detach().double().numpy(),
-                                                 rng.normal(size=(hidden - r, task.n_classes))]))
-    return new.eval()
 
 
 def time_once(model, task):
@@ -80,7 +59,7 @@ def main():
           f"{'fwd ref':>8s}  hom.err  residual  causal")
     for spec, rep, hidden in cases:
         task = make_task(spec)
-        learned = disguise(construct(task, "full", rep), task, hidden, rng)
+        learned = disguise(construct(task, "full", rep), task, hidden, rng, noise=1e-6)
         batch = task.eval_set(500, n_sequences=64)
         for label in ("cold", "warm"):
             tr, tc, r, c = time_once(learned, task)

@@ -135,3 +135,20 @@ def test_direct_sum_construction_reaches_every_summand():
     task = make_task("group:S3")
     res = recover_representation(construct(task, "full", ["2a", "trivial"]), task)
     assert res.decomposition_string() == "2a ⊕ trivial" and res.faithful
+
+
+def test_disguise_keeps_the_function_and_rejects_a_smaller_space():
+    import numpy as np
+    import torch
+
+    from workbench.constructions import construct, disguise
+    from workbench.tasks import make_task
+
+    task = make_task("group:S3")
+    model = construct(task, "full", ["2a", "trivial"])
+    hidden_model = disguise(model, task, 7, np.random.default_rng(0))
+    tokens = task.eval_set(40, n_sequences=16, seed=3).tokens
+    with torch.no_grad():
+        assert torch.equal(model(tokens).argmax(-1), hidden_model(tokens).argmax(-1))
+    with pytest.raises(ValueError, match="hidden=3"):
+        disguise(model, task, 3, np.random.default_rng(0))

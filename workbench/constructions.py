@@ -474,3 +474,40 @@ def _rotation_blocks(angles: np.ndarray) -> np.ndarray:
 def _is_abelian(group) -> bool:
     """From the table, whatever form the Group exposes `is_abelian` in."""
     return bool((group.table == group.table.T).all())
+
+
+def disguise(model, task, hidden: int, rng, noise: float = 0.0, scales=(0.5, 2.0)):
+    """A ``full`` model computing the same function as ``model`` behind the symmetries an analysis
+    must see through: a random non-orthogonal change of basis of a larger space ``[hidden]``, a
+    random positive scale per token, contracting junk on the unreached directions (coupled into
+    the reached ones) and optional Gaussian noise on every matrix.
+
+    For planting known answers: the representation, comparison and spectra analyses must recover
+    ``model``'s structure from the result. ``rng`` is a ``numpy.random.Generator``.
+    """
+    import numpy as np
+    import torch
+
+    from workbench.models import ModelConfig, build_model
+
+    A = model.transition_matrices().double().numpy()
+    V, r, _ = A.shape
+    if hidden <= r:
+        raise ValueError(f"hidden={hidden} must exceed the model's hidden size {r}")
+    P = rng.normal(size=(hidden, hidden)) + 2 * np.eye(hidden)
+    Pi = np.linalg.inv(P)
+    B = np.zeros((V, hidden, hidden))
+    for v in range(V):
+        M = np.zeros((hidden, hidden))
+        M[:r, :r] = A[v]
+        M[:r, r:] = 0.3 * rng.normal(size=(r, hidden - r))
+        M[r:, r:] = 0.3 / np.sqrt(hidden - r) * rng.normal(size=(hidden - r, hidden - r))  # contracting
+        B[v] = rng.uniform(*scales) * P @ M @ Pi + noise * rng.normal(size=(hidden, hidden))
+    new = build_model(ModelConfig("full", task.d_vocab, hidden, task.n_classes))
+    new.set_transition_matrices(B)
+    h0 = P @ np.r_[model.h0.detach().double().numpy(), np.zeros(hidden - r)]
+    W_U = Pi.T @ np.r_[model.W_U.detach().double().numpy(), rng.normal(size=(hidden - r, task.n_classes))]
+    with torch.no_grad():
+        new.h0.copy_(torch.tensor(h0))
+        new.W_U.copy_(torch.tensor(W_U))
+    return new.eval()

@@ -17,7 +17,7 @@ from analyses.comparison import (
 )
 from analyses.representations import recover_from_matrices, recover_representation
 from analyses import representations as rep_summary
-from workbench.constructions import construct
+from workbench.constructions import construct, disguise
 from workbench.models import ModelConfig, build_model
 from workbench.tasks import make_task
 
@@ -25,30 +25,6 @@ from workbench.tasks import make_task
 def recover_arrays(group, A, h0, tokens=None):
     tokens = np.arange(group.order) if tokens is None else np.asarray(tokens)
     return recover_from_matrices(A, h0, group.table, tokens, group.irreps(), group.irrep_names(), group.name)
-
-
-def disguise(model, task, hidden, rng, noise=0.0, scales=(0.5, 2.0)):
-    """A full model computing the same function as `model` in a random non-orthogonal basis of a
-    larger space: per-token positive scales, junk on unreached directions, optional noise."""
-    A = model.transition_matrices().double().numpy()
-    V, r, _ = A.shape
-    P = rng.normal(size=(hidden, hidden)) + 2 * np.eye(hidden)
-    Pi = np.linalg.inv(P)
-    B = np.zeros((V, hidden, hidden))
-    for v in range(V):
-        M = np.zeros((hidden, hidden))
-        M[:r, :r] = A[v]
-        M[:r, r:] = 0.3 * rng.normal(size=(r, hidden - r))
-        M[r:, r:] = 0.3 / np.sqrt(hidden - r) * rng.normal(size=(hidden - r, hidden - r))  # contracting
-        B[v] = rng.uniform(*scales) * P @ M @ Pi + noise * rng.normal(size=(hidden, hidden))
-    new = build_model(ModelConfig("full", task.d_vocab, hidden, task.n_classes))
-    new.set_transition_matrices(B)
-    h0 = P @ np.r_[model.h0.detach().double().numpy(), np.zeros(hidden - r)]
-    W_U = Pi.T @ np.r_[model.W_U.detach().double().numpy(), rng.normal(size=(hidden - r, task.n_classes))]
-    with torch.no_grad():
-        new.h0.copy_(torch.tensor(h0))
-        new.W_U.copy_(torch.tensor(W_U))
-    return new.eval()
 
 
 @pytest.fixture(scope="module")
