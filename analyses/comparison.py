@@ -401,7 +401,9 @@ def compare_representations(learned: RepresentationResult, constructed: Represen
     commutant_dim = int(np.sum(constructed.multiplicities ** 2))
     return ComparisonResult(
         construction=construction, group_name=learned.group_name,
-        learned_decomposition=learned.decomposition_string() if learned.is_representation else "a non-representation",
+        learned_decomposition=(learned.decomposition_string() if learned.is_representation else
+                               f"approximately {learned.decomposition_string()}" if learned.is_approximate()
+                               else "a non-representation"),
         constructed_decomposition=constructed.decomposition_string(),
         learned_dim=rl, constructed_dim=rc, character_distance=chi_dist, multiplicity_difference=mdiff,
         intertwiner_dim=dim, expected_intertwiner_dim=expected, intertwiner_singular_values=sv_all,
