@@ -17,13 +17,15 @@ BILINEAR_VARIANTS = {"full", "cp", "block", "rotation", "complex_diag", "real_di
 
 def _applicable(model, task) -> dict:
     """Analysis name -> summarize function, for those that apply to this model and task."""
-    from analyses import automata_extraction, comparison, representations, spectra
+    from analyses import automata_extraction, comparison, drift, representations, spectra
 
     variant = model.cfg.variant
     found = {"automaton": automata_extraction.summarize}
     if variant in BILINEAR_VARIANTS:
         found["spectra"] = spectra.summarize
         affine = model.cfg.additive or variant == "positive_diag"   # no linear representation
+        if not affine:  # positive_diag stacks layers: its first layer's states are not the output's
+            found["drift"] = drift.summarize
         if task.group is not None and not affine:
             found["representation"] = representations.summarize
             found["comparison"] = comparison.summarize

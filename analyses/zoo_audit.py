@@ -22,6 +22,8 @@ from pathlib import Path
 #: Variants whose transitions share one eigenbasis (Prop. 2): commutators must vanish.
 DIAGONAL_CLASS = {"rotation", "complex_diag", "real_diag", "positive_diag"}
 BILINEAR = {"full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag"}
+#: Length at which generalising models are also scored, to check the drift forecast against.
+LONG_LENGTH = 2000
 
 
 @dataclass
@@ -42,6 +44,8 @@ class AuditRow:
     automaton_mismatches: int | None
     max_commutator: float | None
     max_phase_error: float | None
+    drift_break: float | None         # analyses.drift predicted break length (inf: no growth)
+    accuracy_long: float | None       # measured final-step accuracy at LONG_LENGTH (generalising models)
     verdict: str                      # "ok" or what contradicts the expectation
     seconds: float
 
@@ -62,12 +66,12 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
     that is at least ``solved``. ``atol`` bounds the homomorphism error and residual of a
     faithful representation, ``commutator_atol`` the commutators of diagonal-class models.
     """
-    from analyses import automata_extraction, representations, spectra
+    from analyses import automata_extraction, drift, representations, spectra
 
     t0 = time.perf_counter()
     variant = model.cfg.variant
     generalises = norm_500 >= solved
-    rep = aut = spec = None
+    rep = aut = spec = dr = acc_long = None
     problems = []
     linear = not (model.cfg.additive or variant == "positive_diag")   # affine: no representation
     if task.group is not None and linear:
@@ -83,6 +87,16 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
         spec = spectra.summarize(model, task)
     except Exception as exc:
         problems.append(f"spectra raised {type(exc).__name__}: {exc}")
+
+    if linear:
+        try:
+            dr = drift.state_drift(model, task).predicted_break_length
+        except Exception as exc:
+            problems.append(f"drift raised {type(exc).__name__}: {exc}")
+    if generalises:
+        from workbench.training import evaluate
+
+        acc_long = evaluate(model, task, [LONG_LENGTH], n_sequences=128)[LONG_LENGTH]
 
     if rep is not None:
         ok_rep = (rep["is_representation"] and rep["faithful"]
@@ -110,6 +124,7 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
         automaton_mismatches=aut["mismatches"] if aut else None,
         max_commutator=spec["max_commutator"] if spec else None,
         max_phase_error=spec["max_phase_error"] if spec else None,
+        drift_break=dr, accuracy_long=acc_long,
         verdict="ok" if not problems else "; ".join(problems),
         seconds=time.perf_counter() - t0,
     )
@@ -130,7 +145,7 @@ def audit_zoo(only: str | None = None, jobs: int = 1, progress: bool = True) -> 
     root = zoo_root()
     index = read_index(root)
     # A model generalises only if it is right both at the final step of length 500 and at every
-    # step up to 500 (early stopping on lengths 50/500 can select models right only there).
+    # step up to 500 (a model right at the final step can be wrong at shorter lengths).
     norm = {r["name"]: (r["norm_500"] if r.get("step_norm_500") is None or r["norm_500"] is None
                         else min(r["norm_500"], r["step_norm_500"])) for r in collect_rows(root)}
     todo = [(n, e, norm[n]) for n, e in sorted(index.items())
@@ -155,9 +170,34 @@ def _fmt(x, spec=".1e"):
     return str(x)
 
 
+def drift_forecast_counts(rows: list[AuditRow], length: int = LONG_LENGTH) -> dict:
+    """How the drift forecast (break before ``length`` or not) matches measured accuracy there.
+
+    Over generalising models with both numbers: counts of (predicted break < length, accuracy at
+    length < 0.99) pairs, keyed "predicted_fail_failed", "predicted_fail_held",
+    "predicted_hold_failed", "predicted_hold_held".
+    """
+    out = {"predicted_fail_failed": 0, "predicted_fail_held": 0, "predicted_hold_failed": 0,
+           "predicted_hold_held": 0}
+    for r in rows:
+        if not r.generalises or r.drift_break is None or r.accuracy_long is None:
+            continue
+        pred = "fail" if r.drift_break < length else "hold"
+        got = "failed" if r.accuracy_long < 0.99 else "held"
+        out[f"predicted_{pred}_{got}"] += 1
+    return out
+
+
+def _fmt_length(x) -> str:
+    if x is None:
+        return "–"
+    return "none" if x == float("inf") else f"{x:,.0f}"
+
+
 def to_markdown(rows: list[AuditRow], command: str) -> str:
     """The audit as a Markdown page: a summary line, then one row per model."""
     bad = [r for r in rows if r.verdict != "ok"]
+    c = drift_forecast_counts(rows)
     lines = [
         "# Analyses on the trained zoo",
         "",
@@ -170,16 +210,25 @@ def to_markdown(rows: list[AuditRow], command: str) -> str:
         f"**{len(rows) - len(bad)} of {len(rows)} models as expected**"
         + (f"; {len(bad)} not (listed with the reason in the last column)." if bad else "."),
         "",
+        f"**Drift forecast against measured accuracy at length {LONG_LENGTH}** (generalising models; "
+        f"`analyses.drift` predicts where the states' walk away from their short-length positions "
+        f"reaches half the gap to the nearest other state; accuracy at {LONG_LENGTH} is final-step, "
+        f"128 sequences, < 0.99 counts as failed): predicted to break before {LONG_LENGTH} and did "
+        f"{c['predicted_fail_failed']}, predicted to break but held {c['predicted_fail_held']}, "
+        f"predicted to hold but failed {c['predicted_hold_failed']}, predicted to hold and held "
+        f"{c['predicted_hold_held']}.",
+        "",
         "| model | task | variant | norm@500 | representation | hom. error | residual | faithful "
-        "| automaton iso. | states | commutator | phase error | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| automaton iso. | states | commutator | phase error | drift break | acc@{LONG_LENGTH} | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.name} | {r.task} | {r.variant} | {r.norm_500:.3f} | {_fmt(r.representation)} | "
             f"{_fmt(r.homomorphism_error)} | {_fmt(r.residual)} | {_fmt(r.faithful)} | "
             f"{_fmt(r.automaton_isomorphic)} | {_fmt(r.automaton_states)} | "
-            f"{_fmt(r.max_commutator)} | {_fmt(r.max_phase_error)} | {r.verdict} |")
+            f"{_fmt(r.max_commutator)} | {_fmt(r.max_phase_error)} | {_fmt_length(r.drift_break)} | "
+            f"{_fmt(r.accuracy_long, '.3f')} | {r.verdict} |")
     return "\n".join(lines) + "\n"
 
 

@@ -127,6 +127,18 @@ NOTEBOOKS["04_group_representations"] = [
              'print(a5.sentence())\n'
              'characters_vs_table(a5);\n'
              'irrep_multiplicities([("S3, full", s3), ("A5, full", a5)]);'),
+    ("md", "## Approximately a representation: how long does it last?\n\n"
+           "Trained models miss an exact representation by about 1e-2 (the sentences above say so). "
+           "The cost shows in the states: those for one group element walk away from where they sat at "
+           "short lengths. `analyses.drift` measures the walk and predicts the length at which it "
+           "crosses half the distance to the nearest other state; the accuracy beside it is measured."),
+    ("code", 'from analyses.drift import state_drift\n'
+             'from analyses.plot_drift import plot_drift\n'
+             'from workbench.training import evaluate\n'
+             'drift = state_drift(model, task, max_length=2000)\n'
+             'print(drift.sentence())\n'
+             'print("measured accuracy:", evaluate(model, task, [500, 2000, 5000], n_sequences=128))\n'
+             'plot_drift(drift, title="A5, full: state drift");'),
 ]
 
 NOTEBOOKS["05_learned_vs_constructed"] = [

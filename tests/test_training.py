@@ -265,3 +265,50 @@ def test_polish_runs_is_deterministic_and_recorded(tmp_path):
     again = train(cfg, tmp_path / "c", progress=False)
     assert again.reused and again.polish["steps"] == 15
     _assert_same(_weights(res.model), _weights(again.model))
+
+
+class _RightOnlyEvery(torch.nn.Module):
+    """Parity 'model' that is right at steps that are multiples of `period` and wrong elsewhere:
+    the planted length-gamer that final-step validation at those lengths cannot see."""
+
+    def __init__(self, period):
+        super().__init__()
+        self.period = period
+
+    def forward(self, tokens):
+        parity = torch.cumsum(tokens, dim=1) % 2
+        steps = torch.arange(1, tokens.shape[1] + 1)
+        pred = torch.where(steps % self.period == 0, parity, 1 - parity)
+        return torch.nn.functional.one_hot(pred, 2).float()
+
+
+def test_validation_every_step_sees_a_model_right_only_at_the_validation_length():
+    from workbench.tasks import make_task
+    from workbench.training import validation_accuracy
+
+    task = make_task("parity")
+    gamer = _RightOnlyEvery(50)
+    assert validation_accuracy(gamer, task, 50, 64, mode="final") == 1.0
+    assert validation_accuracy(gamer, task, 100, 64, mode="final") == 1.0
+    assert validation_accuracy(gamer, task, 50, 64, mode="every_step") == pytest.approx(1 / 50)
+    assert validation_accuracy(gamer, task, 100, 64, mode="every_step", chunk=7) == pytest.approx(2 / 100)
+    honest = _RightOnlyEvery(1)
+    assert validation_accuracy(honest, task, 1000, 16) == 1.0  # every_step is the default
+    with pytest.raises(ValueError, match="every_step"):
+        validation_accuracy(honest, task, 50, 16, mode="last")
+
+
+def test_val_mode_is_checked_and_changes_the_fingerprint():
+    with pytest.raises(ValueError, match="val_mode"):
+        TrainConfig(task="parity", val_mode="sometimes")
+    a = TrainConfig(task="parity")
+    assert a.val_mode == "every_step" and a.long_val_length == 1000
+    assert a.fingerprint() != TrainConfig(task="parity", val_mode="final").fingerprint()
+
+
+def test_configs_written_before_val_mode_read_as_final_step_validation():
+    d = TrainConfig(task="parity", val_mode="final").to_dict()
+    d.pop("val_mode")
+    old = TrainConfig.from_dict(d)
+    assert old.val_mode == "final"
+    assert old.fingerprint() == TrainConfig(task="parity", val_mode="final").fingerprint()

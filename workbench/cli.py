@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and write a checkpoint folder",
                        description="Train with the default recipe (Adam, cosine decay, final-step "
-                       "loss, normalised states, early stop when length 50 and 500 are solved).")
+                       "loss, normalised states, early stop when every step up to length 50 and then 1,000 is solved).")
     t.add_argument("--task", required=True, help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
     t.add_argument("--variant", default="full", choices=VARIANTS)
     t.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default: rule from #states)")

@@ -23,8 +23,12 @@ The default recipe (one recipe for every task, no per-task tuning):
   (``normalize=True`` in the model config): without it the prototype fitted length 50 and was at
   chance at length 500;
 * hidden size from the task's number of automaton states (:func:`default_hidden_size`);
-* early stop once a validation set at length 50 is solved at two consecutive checks *and* a
-  validation set at length 500 is solved too (validation sets use a seed the test sets never use);
+* early stop once a validation set of length 50 is solved at two consecutive checks *and* a
+  validation set of length 1,000 is solved too, both scored over *every step* (``val_mode``;
+  validation sets use a seed the test sets never use). The first zoo validated the final step
+  at lengths 50 and 500, the test's own lengths, and so could select models right only there
+  (rotation on parity: 1.00 at the final step of 500, 0.00 over every step); scoring every
+  prefix up to twice the test length removes that selection effect;
 * NaN/inf: roll back to the last good state and halve the learning rate; give up after
   ``max_nan_retries`` with :class:`TrainingDivergedError`, never writing a checkpoint;
 * deterministic given the seed (same machine, same thread count) and resumable: a training-state
@@ -57,6 +61,9 @@ from workbench.checkpoints import (
 VALIDATION_SEED = 9001
 TRAIN_STATE_DIR = ".train_state"
 TRAIN_STATE_VERSION = 1
+
+#: How validation sets are scored (see ``TrainConfig.val_mode``).
+VAL_MODES = ("every_step", "final")
 
 BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
 BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
@@ -134,8 +141,14 @@ class TrainConfig:
     seed: int = 0
     val_length: int = 50
     val_sequences: int = 256
-    long_val_length: int = 500
+    long_val_length: int = 1000
     long_val_sequences: int = 256
+    # How a validation set is scored: "every_step" (mean accuracy over every prefix 1..length,
+    # the default) or "final" (the last step only, the first zoo's rule). Final-step validation
+    # at the test lengths (50 and 500) selected models right only at those lengths (rotation on
+    # parity: 1.00 at 500, 0.00 over all steps), so the default scores every step up to a length
+    # twice the test's: selection can no longer favour particular lengths.
+    val_mode: str = "every_step"
     eval_every: int = 250
     solved_threshold: float = 0.999
     solved_checks: int = 2
@@ -194,6 +207,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.loss not in ("per_step", "final"):
             raise ValueError(f"loss must be 'per_step' or 'final', got {self.loss!r}")
+        if self.val_mode not in VAL_MODES:
+            raise ValueError(f"val_mode must be one of {', '.join(VAL_MODES)}, got {self.val_mode!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.d_hidden is not None and self.d_hidden < 1:
@@ -233,6 +248,8 @@ class TrainConfig:
         for k in ("lr", "train_lengths", "eval_lengths", "polish_train_lengths"):
             if k in d and isinstance(d[k], list):
                 d[k] = tuple(d[k])
+        # Configs written before val_mode existed validated the final step: keep their meaning.
+        d.setdefault("val_mode", "final")
         return cls(**d)
 
     def fingerprint(self, exclude: Iterable[str] = ()) -> str:
@@ -240,6 +257,8 @@ class TrainConfig:
         d = self.to_dict()
         for k in ("eval_lengths", "eval_sequences", *exclude):
             d.pop(k, None)
+        if self.val_mode == "final":
+            d.pop("val_mode")  # the rule before val_mode existed: old fingerprints stay valid
         if self.polish_steps == 0:
             # No polish: its settings cannot change the weights, and leaving them out keeps the
             # fingerprints of configs written before the polish fields existed.
@@ -354,6 +373,35 @@ def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
     finally:
         model.train(was_training)
     return out
+
+
+def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = "every_step",
+                        seed: int = VALIDATION_SEED, chunk: int | None = None) -> float:
+    """Accuracy on the validation set of one length, scored as ``mode`` says.
+
+    ``"every_step"``: mean over every step 1..length of every sequence (a model right at every
+    prefix is right at every length up to ``length``); ``"final"``: the last step only (as
+    :func:`evaluate`). ``seed`` defaults to :data:`VALIDATION_SEED`, which no test set uses.
+    """
+    if mode not in VAL_MODES:
+        raise ValueError(f"mode must be one of {', '.join(VAL_MODES)}, got {mode!r}")
+    if mode == "final":
+        return evaluate(model, task, [length], n_sequences, seed, chunk)[length]
+    Lv = task.valid_length(int(length))
+    c = chunk or max(1, min(n_sequences, (1 << 16) // max(Lv, 1)))
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        with torch.no_grad():
+            batch = task.eval_set(Lv, n_sequences, seed)
+            for i in range(0, n_sequences, c):
+                pred = model(batch.tokens[i:i + c]).argmax(-1)
+                correct += int((pred == batch.labels[i:i + c]).sum())
+                total += pred.numel()
+    finally:
+        model.train(was_training)
+    return correct / total
 
 
 def normalized_accuracy(acc: float, chance: float) -> float:
@@ -631,15 +679,15 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
             bar.update(1)
 
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                val_acc = evaluate(model, task, [cfg.val_length], cfg.val_sequences, VALIDATION_SEED)[cfg.val_length]
+                val_acc = validation_accuracy(model, task, cfg.val_length, cfg.val_sequences, cfg.val_mode)
                 model.train()
                 consecutive = consecutive + 1 if val_acc >= cfg.solved_threshold else 0
                 # The long check costs ~T/val_length times more: run it only once the short one
                 # is solved, and at most every 4 checks while it keeps failing.
                 if consecutive >= cfg.solved_checks and (step - last_long >= 4 * cfg.eval_every or step == cfg.steps):
                     last_long = step
-                    long_acc = evaluate(model, task, [cfg.long_val_length], cfg.long_val_sequences,
-                                        VALIDATION_SEED)[cfg.long_val_length]
+                    long_acc = validation_accuracy(model, task, cfg.long_val_length, cfg.long_val_sequences,
+                                                   cfg.val_mode)
                     model.train()
                     solved = long_acc >= cfg.solved_threshold
                     stopped = solved and cfg.early_stop
@@ -658,7 +706,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
         bar.close()
     elapsed += time.perf_counter() - t0
     if long_acc is None:  # never reached the long check: measure it once for the record
-        long_acc = evaluate(model, task, [cfg.long_val_length], cfg.long_val_sequences, VALIDATION_SEED)[cfg.long_val_length]
+        long_acc = validation_accuracy(model, task, cfg.long_val_length, cfg.long_val_sequences, cfg.val_mode)
         solved = long_acc >= cfg.solved_threshold and val_acc >= cfg.solved_threshold
     model.eval()
     run = LRRun(lr=lr, steps=step, final_loss=loss_ema, val_accuracy=val_acc, long_val_accuracy=long_acc,
@@ -692,8 +740,7 @@ def _polish(cfg: TrainConfig, task, model, progress: bool = False) -> tuple[obje
     val_accuracy, long_val_accuracy, long_val_accuracy_before, kept, nan_rollbacks, train_time_s}.
     """
     before = copy.deepcopy(model.state_dict())
-    long_before = evaluate(model, task, [cfg.long_val_length], cfg.long_val_sequences,
-                           VALIDATION_SEED)[cfg.long_val_length]
+    long_before = validation_accuracy(model, task, cfg.long_val_length, cfg.long_val_sequences, cfg.val_mode)
     model.train()
     params = _params(model)
     opt = torch.optim.AdamW(params, lr=cfg.polish_lr, weight_decay=cfg.polish_weight_decay)
@@ -742,9 +789,8 @@ def _polish(cfg: TrainConfig, task, model, progress: bool = False) -> tuple[obje
         bar.close()
     elapsed = time.perf_counter() - t0
     diverged = rollbacks > cfg.max_nan_retries
-    val = evaluate(model, task, [cfg.val_length], cfg.val_sequences, VALIDATION_SEED)[cfg.val_length]
-    long_after = evaluate(model, task, [cfg.long_val_length], cfg.long_val_sequences,
-                          VALIDATION_SEED)[cfg.long_val_length]
+    val = validation_accuracy(model, task, cfg.val_length, cfg.val_sequences, cfg.val_mode)
+    long_after = validation_accuracy(model, task, cfg.long_val_length, cfg.long_val_sequences, cfg.val_mode)
     kept = not diverged and long_after >= long_before
     if not kept:
         model.load_state_dict(before)

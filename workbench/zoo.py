@@ -144,9 +144,8 @@ def step_cap(spec: str, variant_key: str | None = None) -> int:
     steps and A5 in 4,250). The only variant-dependent exception is the
     transformer (``TRANSFORMER_CAP``), whose cost per step is ~10x and which fails anyway.
 
-    Solvable runs stop early once lengths 50 and 500 are solved (measured: full solves
-    cyclic:2/3/5 and D4 in 500-750 steps, S3 in 1,500); failing ones run to the cap, so the cap
-    bounds the cost of the zoo.
+    Solvable runs stop early once the validation sets (every step up to 50, then every step up
+    to 1,000) are solved; failing ones run to the cap, so the cap bounds the cost of the zoo.
     """
     if variant_key == "transformer":
         return TRANSFORMER_CAP
@@ -413,10 +412,11 @@ STEP_LENGTH = 500
 def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512, seed: int = 0) -> float:
     """Mean accuracy over every step 1..length of the test set (normalisation on, eval mode).
 
-    Why beside final-step accuracy: training early-stops on validation sets *at lengths 50 and
-    500*, so a model can be selected that is right at those lengths and wrong in between (seen in
-    this zoo: rotation models on parity right at 10/50/500, at chance at most other lengths).
-    Scoring every prefix of the length-500 sequences catches that.
+    Why beside final-step accuracy: a model can be right at the final step of one length and wrong
+    in between (the first zoo, which early-stopped on final-step validation at lengths 50 and
+    500, selected rotation models on parity right at 10/50/500 and at chance at most other
+    lengths). Scoring every prefix of the length-500 sequences catches that; training now
+    validates the same way (``TrainConfig.val_mode``).
     """
     import torch
 
@@ -535,9 +535,10 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
           reproduction_table(rows, tasks=("parity", "cyclic:5"), variants=("full_additive",)), "",
           "### The same, scored at every step 1–500\n",
           "Mean accuracy over every prefix of the length-500 test sequences, chance-normalised "
-          "(`workbench.zoo.step_accuracy`). Training early-stops on validation sets at lengths 50 and "
-          "500, so a model can be right at exactly those lengths and wrong in between; where this "
-          "table is lower than the one above, that is what happened.\n",
+          "(`workbench.zoo.step_accuracy`). A model can be right at the final step of length 500 and "
+          "wrong at shorter lengths; where this table is lower than the one above, that is what "
+          "happened. Training validates every step up to length 1,000 (other sequences), so it "
+          "does not select for particular lengths.\n",
           reproduction_table(rows, key="step_norm_500"), "",
           reproduction_table(rows, tasks=GROUP_TASKS, variants=("full", "cp"), key="step_norm_500"), ""]
     echo = sorted((root / "experiments").glob("echo_parity_H*.json")) if (root / "experiments").is_dir() else []

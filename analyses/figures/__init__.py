@@ -20,7 +20,7 @@ from typing import Callable
 
 from analyses.figures.findings import Findings, MissingModelError, missing_hint
 from analyses.figures.plots import (
-    accuracy_vs_length, automaton_graph, characters_vs_table, comparison_figure, echo_state_parity,
+    accuracy_vs_length, automaton_graph, characters_vs_table, comparison_figure, drift_panels, echo_state_parity,
     hierarchy_heatmap, irrep_multiplicities, patching_map, unit_circle_spectra,
 )
 from analyses.figures.zoo_data import Zoo, ZooNotFoundError
@@ -29,7 +29,7 @@ __all__ = [
     "FIGURES", "FigureSpec", "make_figure", "save_figure", "Zoo", "ZooNotFoundError", "Findings",
     "MissingModelError", "hierarchy_heatmap", "accuracy_vs_length", "unit_circle_spectra",
     "characters_vs_table", "irrep_multiplicities", "automaton_graph", "patching_map",
-    "echo_state_parity", "comparison_figure", "SPECTRA_VARIANTS", "LENGTH_VARIANTS",
+    "echo_state_parity", "comparison_figure", "drift_panels", "SPECTRA_VARIANTS", "LENGTH_VARIANTS",
 ]
 
 #: Variants shown on the unit circle (bilinear ones: baselines have no transition matrices).
@@ -99,6 +99,22 @@ def _characters(group: str):
     return make
 
 
+#: Models whose state drift is drawn (the full models of the group and modular-addition tasks).
+DRIFT_PANELS = (("group:S3", "full"), ("group:D4", "full"), ("group:A5", "full"), ("cyclic:5", "full"),
+                ("cyclic:10", "full"), ("cyclic:50", "full"))
+
+
+def _drift(f: Findings, cells=DRIFT_PANELS):
+    panels = []
+    for task, v in cells:
+        name = f.zoo.pick(task, v)
+        if name is not None:
+            panels.append((name, f.drift(name)))
+    if not panels:
+        raise MissingModelError(missing_hint(f.zoo, cells[0][0], cells[0][1]))
+    return drift_panels(panels)
+
+
 def multiplicity_panels(f: Findings, cells=GROUP_PANELS):
     panels = []
     for task, v in cells:
@@ -162,6 +178,9 @@ FIGURES: dict[str, FigureSpec] = {s.name: s for s in [
                "group tasks (bars: raw, ticks: rounded).", _multiplicities),
     FigureSpec("comparison_S3", "Learned against constructed on S3: intertwiner singular values and "
                "per-block residuals.", _comparison("S3")),
+    FigureSpec("drift", "State drift of the full group and modular-addition models: distance of the "
+               "states from their step 10-50 positions against step (log-log), with the margin (half "
+               "the smallest gap between positions) and the predicted break length.", _drift),
     FigureSpec("automaton_fsm", "Automaton extracted from the hidden states of the fsm:5 full model "
                "beside the task's minimal automaton (red: mismatching transitions).",
                _automaton("fsm:5", "full")),

@@ -72,6 +72,15 @@ class Findings:
             return recover_representation(model, task)
         return self._memo(("representation", name), run)
 
+    def drift(self, name: str):
+        """``analyses.drift.state_drift(model, task)`` -> DriftResult."""
+        from analyses.drift import state_drift
+
+        def run():
+            model, task = self.zoo.load(name)
+            return state_drift(model, task)
+        return self._memo(("drift", name), run)
+
     def comparison(self, name: str, causal_sequences: int = 32):
         """``analyses.comparison.compare_models`` against the variant's construction, causal swap
         test at length 500 on ``causal_sequences`` sequences -> ComparisonResult."""

@@ -163,6 +163,24 @@ def unit_circle_spectra(panels, token_names=None, ncols: int = 4):
     return fig
 
 
+def drift_panels(panels, ncols: int = 3):
+    """State drift against step, one panel per model.
+
+    Parameters
+    ----------
+    panels : list of (title, analyses.drift.DriftResult)
+    """
+    from analyses.plot_drift import plot_drift
+
+    fig, axes = _grid(len(panels), ncols, (4.2, 3.4))
+    for ax, (title, res) in zip(axes, panels):
+        plot_drift(res, ax=ax, title=title)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def characters_vs_table(result):
     """Learned characters per conjugacy class against the group's character table.
 

@@ -34,8 +34,29 @@ def test_constructions_pass_the_audit(zoo):
     s3 = next(r for r in rows if r.name == "groupS3_full_s0")
     assert s3.faithful and s3.homomorphism_error < 1e-3
     assert s3.automaton_isomorphic
+    # Exact constructions stored in float32 drift only by rounding (~1e-6 after 2,000 steps):
+    # any forecast break lies far beyond every length measured; they hold at the long length.
+    assert all(r.drift_break > 1e6 for r in rows if r.drift_break is not None)
+    assert s3.accuracy_long == 1.0
     text = to_markdown(rows, "test")
     assert f"**{len(rows)} of {len(rows)} models as expected**" in text
+    n_held = sum(r.drift_break is not None for r in rows)
+    assert f"predicted to hold and held {n_held}." in text
+
+
+def test_drift_forecast_counts_cross_tabulate_prediction_and_measurement():
+    from analyses.zoo_audit import AuditRow, drift_forecast_counts
+
+    def row(brk, acc, gen=True):
+        return AuditRow(name="m", task="t", variant="full", norm_500=1.0, generalises=gen, representation=None,
+                        homomorphism_error=None, residual=None, faithful=None, is_representation=None,
+                        automaton_isomorphic=None, automaton_states=None, automaton_mismatches=None,
+                        max_commutator=None, max_phase_error=None, drift_break=brk, accuracy_long=acc,
+                        verdict="ok", seconds=0.0)
+    rows = [row(500.0, 0.5), row(900.0, 1.0), row(float("inf"), 0.2), row(5000.0, 1.0), row(5000.0, 1.0),
+            row(100.0, 0.1, gen=False), row(None, 1.0)]
+    assert drift_forecast_counts(rows, 2000) == {"predicted_fail_failed": 1, "predicted_fail_held": 1,
+                                                 "predicted_hold_failed": 1, "predicted_hold_held": 2}
 
 
 def test_a_generalising_claim_that_the_analysis_contradicts_is_flagged(zoo):
