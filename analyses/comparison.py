@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.representations import RepresentationResult, _fmt, _rel_err
+from analyses.representations import RepresentationResult, _fmt, _rel_err, subspace_action_to_hidden
 
 __all__ = [
     "ComparisonResult",
@@ -443,11 +443,7 @@ def transplant_matrices(comparison: ComparisonResult, learned: RepresentationRes
         if np.abs(inner.imag).max() > 1e-6 * max(np.abs(inner).max(), 1e-300):
             raise ValueError("transported matrices are complex: no real transplant for this pair")
         inner = inner.real
-    proj = np.eye(A.shape[1]) - Q @ Q.T
-    # gauge coordinates y = W Qᵀ h, so back in the hidden space the action is Q W⁻¹ (·) W Qᵀ
-    to_hidden = Q @ np.linalg.inv(learned.gauge)
-    from_hidden = learned.gauge @ Q.T
-    return learned.token_scales[:, None, None] * (to_hidden[None] @ inner @ from_hidden[None]) + A @ proj[None]
+    return subspace_action_to_hidden(learned, inner, A)
 
 
 def _final_accuracy(model, tokens, labels, hooks=()) -> float:

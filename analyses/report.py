@@ -60,6 +60,14 @@ class ReportStats:
     seconds: float = 0.0
 
 
+
+def _snapped_sentence(f, name: str) -> str:
+    """The snap test in words; a model with no exact representation to snap to says why."""
+    try:
+        return f.idealized(name).sentence()
+    except ValueError as exc:  # not a representation (no block-diagonal form): a finding, not a failure
+        return f"not snapped: {exc}"
+
 def _png(fig, dpi: int = 90) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -290,6 +298,9 @@ def _plan(b: _Builder):
                 grp, task, v, "learned vs constructed", lambda n: f.comparison(n).sentence()))
             b.step(f"{task} {v} drift", lambda task=task, v=v: b.add_finding(
                 grp, task, v, "state drift", lambda n: f.drift(n).sentence()))
+            if v == "full":
+                b.step(f"{task} {v} snapped", lambda task=task, v=v: b.add_finding(
+                    grp, task, v, "snapped to exact", lambda n: _snapped_sentence(f, n)))
     for name in ("characters_S3", "characters_A5", "multiplicities", "comparison_S3", "drift"):
         b.step(f"{name} figure", lambda name=name: b.add_figure(
             grp, name, F.FIGURES[name].caption, lambda: F.FIGURES[name].make(f)))

@@ -64,6 +64,7 @@ __all__ = [
     "representation_kernel",
     "unitary_gauge",
     "realify",
+    "subspace_action_to_hidden",
     "recover_from_matrices",
     "recover_representation",
     "task_group_data",
@@ -898,6 +899,23 @@ def recover_from_matrices(
 # ----------------------------------------------------------------------------------------------
 # Models and tasks
 # ----------------------------------------------------------------------------------------------
+
+
+def subspace_action_to_hidden(result: "RepresentationResult", inner, token_matrices) -> np.ndarray:
+    """Full H×H token matrices that act as ``inner`` on the subspace and as the model elsewhere.
+
+    `Ã_v = c_v Q W⁻¹ inner_v W Qᵀ + A_v (I - Q Qᵀ)`: ``inner`` [V, r, r] is in the result's gauge
+    coordinates `y = W Qᵀ h`, scaled back by the learned token scale `c_v`; on the directions the
+    subspace leaves out, the model's own matrices `A_v` [V, H, H] are kept. Used by the causal
+    tests (a transported construction in `analyses.comparison`, the snapped representation in
+    `analyses.idealize`).
+    """
+    A = np.asarray(token_matrices, dtype=np.float64)
+    Q = result.subspace
+    proj = np.eye(A.shape[1]) - Q @ Q.T
+    to_hidden = Q @ np.linalg.inv(result.gauge)
+    from_hidden = result.gauge @ Q.T
+    return result.token_scales[:, None, None] * (to_hidden[None] @ inner @ from_hidden[None]) + A @ proj[None]
 
 
 def task_group_data(task):

@@ -312,3 +312,13 @@ def test_configs_written_before_val_mode_read_as_final_step_validation():
     old = TrainConfig.from_dict(d)
     assert old.val_mode == "final"
     assert old.fingerprint() == TrainConfig(task="parity", val_mode="final").fingerprint()
+
+
+def test_every_step_validation_of_an_exact_modarith_model_is_perfect():
+    # Only whole expressions are scored: the exact construction is right at all of them.
+    from workbench.constructions import construct
+    from workbench.tasks import make_task
+    from workbench.training import validation_accuracy
+
+    task = make_task("modarith:5")
+    assert validation_accuracy(construct(task, "full"), task, 60, 16) == 1.0

@@ -380,8 +380,10 @@ def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = 
     """Accuracy on the validation set of one length, scored as ``mode`` says.
 
     ``"every_step"``: mean over every step 1..length of every sequence (a model right at every
-    prefix is right at every length up to ``length``); ``"final"``: the last step only (as
-    :func:`evaluate`). ``seed`` defaults to :data:`VALIDATION_SEED`, which no test set uses.
+    prefix is right at every length up to ``length``), counting only the steps that end a whole
+    input (``task.scored_steps``: a modarith prefix ending in an operator is not one);
+    ``"final"``: the last step only (as :func:`evaluate`). ``seed`` defaults to
+    :data:`VALIDATION_SEED`, which no test set uses.
     """
     if mode not in VAL_MODES:
         raise ValueError(f"mode must be one of {', '.join(VAL_MODES)}, got {mode!r}")
@@ -395,9 +397,10 @@ def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = 
     try:
         with torch.no_grad():
             batch = task.eval_set(Lv, n_sequences, seed)
+            scored = task.scored_steps(Lv)
             for i in range(0, n_sequences, c):
-                pred = model(batch.tokens[i:i + c]).argmax(-1)
-                correct += int((pred == batch.labels[i:i + c]).sum())
+                pred = model(batch.tokens[i:i + c]).argmax(-1)[:, scored]
+                correct += int((pred == batch.labels[i:i + c][:, scored]).sum())
                 total += pred.numel()
     finally:
         model.train(was_training)

@@ -410,7 +410,9 @@ STEP_LENGTH = 500
 
 
 def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512, seed: int = 0) -> float:
-    """Mean accuracy over every step 1..length of the test set (normalisation on, eval mode).
+    """Mean accuracy over every step 1..length of the test set (normalisation on, eval mode),
+    counting the steps that end a whole input (``task.scored_steps``; all steps except modarith
+    prefixes that end in an operator).
 
     Why beside final-step accuracy: a model can be right at the final step of one length and wrong
     in between (the first zoo, which early-stopped on final-step validation at lengths 50 and
@@ -421,10 +423,11 @@ def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512
     import torch
 
     batch = task.eval_set(length, n_sequences=n_sequences, seed=seed)
+    scored = task.scored_steps(length)  # modarith: only prefixes that are whole expressions
     model.eval()
     with torch.no_grad():
         pred = model(batch.tokens).argmax(-1)
-    return float((pred == batch.labels).float().mean())
+    return float((pred[:, scored] == batch.labels[:, scored]).float().mean())
 
 
 def rescore_step_accuracy(root=None, plan: list[Run] | None = None, progress: bool = True) -> int:

@@ -81,6 +81,15 @@ class Findings:
             return state_drift(model, task)
         return self._memo(("drift", name), run)
 
+    def idealized(self, name: str, lengths=(500, 5000), n_sequences: int = 64):
+        """``analyses.idealize.idealize`` (the representation snapped to exact) -> IdealizedResult."""
+        from analyses.idealize import idealize
+
+        def run():
+            model, task = self.zoo.load(name)
+            return idealize(model, task, lengths=lengths, n_sequences=n_sequences, rep=self.representation(name))
+        return self._memo(("idealized", name, tuple(lengths), n_sequences), run)
+
     def comparison(self, name: str, causal_sequences: int = 32):
         """``analyses.comparison.compare_models`` against the variant's construction, causal swap
         test at length 500 on ``causal_sequences`` sequences -> ComparisonResult."""

@@ -40,6 +40,9 @@ def test_constructions_pass_the_audit(zoo):
     assert s3.accuracy_long == 1.0
     text = to_markdown(rows, "test")
     assert f"**{len(rows)} of {len(rows)} models as expected**" in text
+    # Snapping an exact construction changes nothing: it held and still holds.
+    assert s3.snapped["irreps"] and s3.snapped["max_token_distance"] < 1e-5
+    assert s3.snapped["learned"] == s3.snapped["snapped"] == {2000: 1.0, 5000: 1.0}
     n_held = sum(r.drift_break is not None for r in rows)
     assert f"predicted to hold and held {n_held}." in text
 
@@ -51,7 +54,7 @@ def test_drift_forecast_counts_cross_tabulate_prediction_and_measurement():
         return AuditRow(name="m", task="t", variant="full", norm_500=1.0, generalises=gen, representation=None,
                         homomorphism_error=None, residual=None, faithful=None, is_representation=None,
                         automaton_isomorphic=None, automaton_states=None, automaton_mismatches=None,
-                        max_commutator=None, max_phase_error=None, drift_break=brk, accuracy_long=acc,
+                        max_commutator=None, max_phase_error=None, drift_break=brk, accuracy_long=acc, snapped=None,
                         verdict="ok", seconds=0.0)
     rows = [row(500.0, 0.5), row(900.0, 1.0), row(float("inf"), 0.2), row(5000.0, 1.0), row(5000.0, 1.0),
             row(100.0, 0.1, gen=False), row(None, 1.0)]

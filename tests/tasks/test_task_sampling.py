@@ -74,3 +74,12 @@ def test_bad_eval_args():
         t.eval_set(0)
     with pytest.raises(ValueError):
         t.random_length(5, 2)
+
+
+def test_scored_steps_skip_modarith_prefixes_that_end_in_an_operator():
+    m = make_task("modarith:5")
+    assert m.scored_steps(6).tolist() == [True, False, True, False, True, False]
+    assert all(m.valid_length(t) == t for t in range(1, 40) if m.scored_steps(40)[t - 1])
+    assert make_task("cyclic:5").scored_steps(4).tolist() == [True] * 4
+    with pytest.raises(ValueError, match="length"):
+        m.scored_steps(0)

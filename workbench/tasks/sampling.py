@@ -117,6 +117,17 @@ class Task:
             return length + 1
         return length
 
+    def scored_steps(self, length: int) -> torch.Tensor:
+        """``[length]`` bool: True at the steps whose prefix is a whole input (its length passes
+        :meth:`valid_length` unchanged). Every-step scores count only these: a ``modarith``
+        prefix that ends in an operator is not an expression, no protocol scores it and training
+        never sees it; every step of every other task counts."""
+        length = _check_positive_int(length, "length")
+        steps = torch.arange(1, length + 1)
+        if self.alternating is None:
+            return torch.ones(length, dtype=torch.bool)
+        return steps % 2 == 1
+
     def random_length(self, min_length: int, max_length: int, generator: torch.Generator | None = None) -> int:
         """A length drawn uniformly from ``[min_length, max_length]`` (both inclusive), then passed
         through :meth:`valid_length`."""
