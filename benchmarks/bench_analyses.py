@@ -71,6 +71,18 @@ def main(argv=None):
               f"clusters, isomorphic={r5.isomorphic}, stable={r5.stable}; reference (geometric "
               f"linkage, method='linkage'): {t_a5_old:.2f} s, isomorphic={r5o.isomorphic}, "
               f"stable={r5o.stable}")
+        from analyses.drift import state_drift
+        from analyses.idealize import idealize
+        from workbench.training import evaluate
+
+        t_dr, dr = _best(lambda: state_drift(a5, a5_task), args.repeats)
+        t_ev, _ = _best(lambda: evaluate(a5, a5_task, [2000], n_sequences=64), 1)
+        print(f"trained groupA5_full_s0 state drift (64 sequences x 2000 steps, numpy): {t_dr:.2f} s; "
+              f"reference: the model's own evaluation at length 2000 on 64 sequences {t_ev:.2f} s; "
+              f"predicted break {dr.predicted_break_length:,.0f}")
+        t_id, idl = _best(lambda: idealize(a5, a5_task, lengths=(500, 5000)), 1)
+        print(f"trained groupA5_full_s0 snap to exact + accuracy at 500 and 5000, learned and snapped "
+              f"(128 sequences each): {t_id:.2f} s; {idl.sentence()}")
 
     clean, corrupt, cl, co = make_patching_pairs(task, n_pairs=16, length=500, position=490)
     cl_t = torch.as_tensor(corrupt)
