@@ -420,14 +420,10 @@ def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512
     lengths). Scoring every prefix of the length-500 sequences catches that; training now
     validates the same way (``TrainConfig.val_mode``).
     """
-    import torch
+    from workbench.training import validation_accuracy
 
-    batch = task.eval_set(length, n_sequences=n_sequences, seed=seed)
-    scored = task.scored_steps(length)  # modarith: only prefixes that are whole expressions
-    model.eval()
-    with torch.no_grad():
-        pred = model(batch.tokens).argmax(-1)
-    return float((pred[:, scored] == batch.labels[:, scored]).float().mean())
+    # The same score early stopping uses, on the test sets (seed 0) instead of the validation sets.
+    return validation_accuracy(model, task, length, n_sequences, mode="every_step", seed=seed)
 
 
 def rescore_step_accuracy(root=None, plan: list[Run] | None = None, progress: bool = True) -> int:

@@ -123,10 +123,9 @@ class Task:
         prefix that ends in an operator is not an expression, no protocol scores it and training
         never sees it; every step of every other task counts."""
         length = _check_positive_int(length, "length")
-        steps = torch.arange(1, length + 1)
         if self.alternating is None:
             return torch.ones(length, dtype=torch.bool)
-        return steps % 2 == 1
+        return torch.arange(1, length + 1) % 2 == 1
 
     def random_length(self, min_length: int, max_length: int, generator: torch.Generator | None = None) -> int:
         """A length drawn uniformly from ``[min_length, max_length]`` (both inclusive), then passed
