@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses.subspaces import normalised_step
+
 __all__ = ["DriftResult", "checkpoint_steps", "drift_from_matrices", "state_drift", "summarize"]
 
 
@@ -152,9 +154,7 @@ def drift_from_matrices(A, h0, tokens, states, reference_steps: tuple[int, int] 
     at_steps = {}
     h = np.tile(h0 / n0, (N, 1))
     for t in range(1, T + 1):
-        h = np.einsum("nij,nj->ni", A[tokens[:, t - 1]], h)
-        norm = np.linalg.norm(h, axis=1, keepdims=True)
-        h = h / np.where(norm > 0, norm, 1.0)  # a state killed to 0 stays 0
+        h = normalised_step(A, tokens[:, t - 1], h)
         if lo <= t < hi:
             np.add.at(ref_sum, states[:, t - 1], h)
             np.add.at(ref_count, states[:, t - 1], 1.0)

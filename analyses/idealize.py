@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses.subspaces import normalised_step
+
 __all__ = ["IdealizedResult", "snapped_representation", "matrices_accuracy", "idealize"]
 
 
@@ -87,9 +89,7 @@ def matrices_accuracy(A, h0, W_U, task, lengths, n_sequences: int = 128, seed: i
         tokens = batch.tokens.numpy()
         h = np.tile(h0, (tokens.shape[0], 1))
         for t in range(tokens.shape[1]):
-            h = np.einsum("nij,nj->ni", A[tokens[:, t]], h)
-            norm = np.linalg.norm(h, axis=1, keepdims=True)
-            h = h / np.where(norm > 0, norm, 1.0)
+            h = normalised_step(A, tokens[:, t], h)
         pred = (h @ W_U).argmax(-1)
         out[L] = float((pred == batch.labels[:, -1].numpy()).mean())
     return out

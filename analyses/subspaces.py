@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace",
+__all__ = ["normalised_step", "PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace",
            "late_states", "krylov_subspace"]
 
 
@@ -43,6 +43,17 @@ def krylov_subspace(A: np.ndarray, h0: np.ndarray, rtol: float = 1e-6) -> np.nda
     from analyses.spectra import reachable_subspace
 
     return reachable_subspace(A, h0, rtol=rtol)
+
+
+def normalised_step(A: np.ndarray, tokens: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """One step of the normalised dynamics for a batch: ``A[tokens[n]] h[n] / ||.||``.
+
+    A : [V, H, H]; tokens : int [N]; h : [N, H]. A state killed to 0 stays 0 (spans nothing).
+    The one numpy recurrence the analyses share (late states, drift, snapped accuracy).
+    """
+    h = np.einsum("nij,nj->ni", A[tokens], h)
+    n = np.linalg.norm(h, axis=1, keepdims=True)
+    return h / np.where(n > 0, n, 1.0)
 
 
 def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int = 100,
@@ -77,9 +88,7 @@ def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int 
     h = np.tile(h0 / n0, (n_sequences, 1))
     out = np.empty((n_steps, n_sequences, A.shape[1]))
     for t in range(burn_in + n_steps):
-        h = np.einsum("nij,nj->ni", A[toks[t]], h)
-        n = np.linalg.norm(h, axis=1, keepdims=True)
-        h = h / np.where(n > 0, n, 1.0)  # a state killed to 0 stays 0 (spans nothing)
+        h = normalised_step(A, toks[t], h)
         if t >= burn_in:
             out[t - burn_in] = h
     return out.reshape(-1, A.shape[1])
