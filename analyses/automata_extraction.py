@@ -5,7 +5,7 @@ Recipe (works for every model with the hook vocabulary, baselines included):
 1. Run the model on sampled sequences (lengths inside and beyond training: by default 256
    sequences of length 50 -- every prefix 1..50 -- and 16 of length 500) and cache the start state
    ``blocks.0.hook_h0`` [B, H] and every step's state ``blocks.0.hook_state`` [B, T, H].
-2. L2-normalise the states (predictions of a bias-free readout are invariant to a positive scale)
+2. L2-normalize the states (predictions of a bias-free readout are invariant to a positive scale)
    and cluster them. Default (``method="predictions"``, ``cluster_by_groups``): one seed cluster
    per predicted class, split only along gaps of half the model's own state spacing, clouds that
    overlap merged -- robust to the ~2% wobble and the drift of trained models, where 50 states on
@@ -117,11 +117,11 @@ class Clustering:
 def cluster_states(X: np.ndarray, tol: float | str = "auto", fine_radius: float = 0.02,
                    min_gap_ratio: float = 2.0, fallback_tol: float = 0.2,
                    max_micro: int = 1000) -> Clustering:
-    """Cluster normalised states (module docstring, step 2).
+    """Cluster normalized states (module docstring, step 2).
 
     Parameters
     ----------
-    X : array, (N, H), rows already normalised
+    X : array, (N, H), rows already normalized
     tol : float or "auto"
         Single-linkage merge distance, or "auto" (largest ratio gap; ``fallback_tol`` when no gap
         exceeds ``min_gap_ratio``).
@@ -195,7 +195,7 @@ def _subsample(n: int, m: int) -> np.ndarray:
 def cluster_by_groups(X: np.ndarray, groups: np.ndarray, split_frac: float = 0.5,
                       overlap: float = 1.0, max_sample: int = 400, min_frac: float = 0.0,
                       fine_radius: float = 0.02, max_clusters: int = 1000) -> Clustering:
-    """Cluster normalised states seeded by a label per point (the model's own predicted class).
+    """Cluster normalized states seeded by a label per point (the model's own predicted class).
 
     Used by ``extract_from_arrays`` (module docstring, step 2). A trained model's states wobble
     around ideal points and drift over long runs, so a cloud can be wider than the spacing between
@@ -221,7 +221,7 @@ def cluster_by_groups(X: np.ndarray, groups: np.ndarray, split_frac: float = 0.5
 
     Parameters
     ----------
-    X : array, (N, H), rows normalised
+    X : array, (N, H), rows normalized
     groups : int array, (N,)   predicted class per point, -1 where there is none
 
     max_clusters : int
@@ -570,7 +570,7 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
     Parameters
     ----------
     states : array, (B, T+1, H)
-        Hidden states, ``h_0`` at index 0 then one per step (any scale: normalised here).
+        Hidden states, ``h_0`` at index 0 then one per step (any scale: normalized here).
     tokens : int array, (B, T)
     predictions : int array, (B, T)   the model's argmax class at steps 1..T
     task_automaton : workbench.tasks.Automaton

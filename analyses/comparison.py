@@ -459,7 +459,7 @@ def causal_swap_accuracy(model, task, matrices, length: int = 500, n_sequences: 
     """Accuracy of `model` when its per-step transitions are replaced by `matrices[token]`.
 
     The swap goes through the `blocks.0.hook_transition` hook ([B, T, H, H]), so the model's own
-    `h0`, normalisation and readout are used unchanged.
+    `h0`, normalization and readout are used unchanged.
 
     Parameters
     ----------

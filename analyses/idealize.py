@@ -12,7 +12,7 @@ computes? The causal test here answers it:
    learned token scales (`representations.subspace_action_to_hidden`: the model's own matrices stay
    on the directions the subspace leaves out);
 3. the relative distance between learned and snapped token matrices (what was moved), and the
-   final-step accuracy of the model's own start state, normalisation and readout driven by the
+   final-step accuracy of the model's own start state, normalization and readout driven by the
    learned and by the snapped matrices, at lengths up to far beyond training.
 
 If the snapped model keeps the accuracy at length 500 and holds at lengths where the learned one
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.subspaces import normalised_step
+from analyses.subspaces import normalized_step
 
 __all__ = ["IdealizedResult", "snapped_representation", "matrices_accuracy", "idealize"]
 
@@ -89,7 +89,7 @@ def matrices_accuracy(A, h0, W_U, task, lengths, n_sequences: int = 128, seed: i
         tokens = batch.tokens.numpy()
         h = np.tile(h0, (tokens.shape[0], 1))
         for t in range(tokens.shape[1]):
-            h = normalised_step(A, tokens[:, t], h)
+            h = normalized_step(A, tokens[:, t], h)
         pred = (h @ W_U).argmax(-1)
         out[L] = float((pred == batch.labels[:, -1].numpy()).mean())
     return out

@@ -61,7 +61,7 @@ def plot_multiplicities(result: RepresentationResult, ax=None):
 
 
 def plot_change_of_basis(result: RepresentationResult, tokens=None, max_tokens: int = 4):
-    """Transition matrices before (restricted, normalised, orthonormal subspace basis) and after
+    """Transition matrices before (restricted, normalized, orthonormal subspace basis) and after
     the change of basis into irreducible blocks (block edges drawn). Complex blocks show |·|."""
     import matplotlib.pyplot as plt
 

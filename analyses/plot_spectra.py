@@ -19,7 +19,7 @@ def _axes(ax, figsize=(5, 5), ncols=1):
 
 
 def plot_unit_circle(res, tokens=None, token_names=None, ax=None, show_roots=True):
-    """Normalised eigenvalues of each token on the complex plane with the unit circle.
+    """Normalized eigenvalues of each token on the complex plane with the unit circle.
 
     Persistent eigenvalues (modulus >= ``res.persist_threshold``) are filled, decaying ones hollow;
     with ``res.periods`` the expected roots of unity of each token are drawn as small ticks.

@@ -1,6 +1,6 @@
 """Linear probes for the automaton state, activation-patching sweeps, and the state-transplant test.
 
-* **Probes**: closed-form ridge regression from the L2-normalised state (plus a bias) onto the
+* **Probes**: closed-form ridge regression from the L2-normalized state (plus a bias) onto the
   one-hot minimal-automaton state, prediction = argmax. Fit on the steps of short sequences
   (inside the training lengths), test at every step of long ones: accuracy against step shows
   whether the state stays linearly decodable beyond training. Closed form because it is exact,

@@ -84,7 +84,7 @@ def _e(x) -> str:
 # ------------------------------------------------------------------------------------ tables
 
 def _cell_colour(v: float | None) -> str:
-    """Background from red (0) to green (1) for a chance-normalised accuracy."""
+    """Background from red (0) to green (1) for a chance-normalized accuracy."""
     if v is None:
         return "#f2f2f2"
     v = min(max(v, 0.0), 1.0)
@@ -194,7 +194,7 @@ def _plan(b: _Builder):
 
     # -------------------------------------------------------------- reproduction
     rep = b.section("reproduction", "Reproduction of the paper's table",
-                    "Chance-normalised final-step accuracy at length 500 (0 = chance, 1 = perfect) on "
+                    "Chance-normalized final-step accuracy at length 500 (0 = chance, 1 = perfect) on "
                     "512 test sequences, trained on lengths 2–10. Each cell: median / best over seeds, "
                     "the paper's number in brackets (paper-digest.md; its Mamba row is compared with "
                     "posdiag1/posdiag2). Red outline: the best seed differs from the paper by more than "
@@ -236,7 +236,7 @@ def _plan(b: _Builder):
     # -------------------------------------------------------------- cyclic
     cyc = b.section("cyclic", "Modular addition (cyclic:m)",
                     "Every variant's accuracy against length, then what the cyclic:5 models compute: the "
-                    "eigenvalues of each token's normalised transition on the unit circle (a Z_m solution "
+                    "eigenvalues of each token's normalized transition on the unit circle (a Z_m solution "
                     "has m-th roots of unity) and, for the group Z5, the representation the transitions form.")
     b.step("cyclic: accuracy against length", lambda: b.add_figure(
         cyc, "accuracy_cyclic", F.FIGURES["accuracy_vs_length"].caption,

@@ -5,7 +5,7 @@ task for every length, the matrices it applies must form a representation of the
 states it reaches, but only up to the symmetries that leave its predictions unchanged
 (`reference/paper-digest.md`, last section):
 
-(a) a positive scale per token: with per-step normalisation and a bias-free readout, `c A_v`
+(a) a positive scale per token: with per-step normalization and a bias-free readout, `c A_v`
     predicts exactly as `A_v` does; we divide each token's matrix by `|det|^(1/r)`;
 (b) a change of basis: everything reported here (characters, multiplicities, errors relative to
     the matrices' own size, faithfulness) is basis-independent;
@@ -18,7 +18,7 @@ Pipeline (`recover_from_matrices`, pure numpy; `recover_representation(model, ta
 
 1. breadth-first search over the Cayley graph from the identity along the token generators: one
    word per element, and every (element, token) edge as a check;
-2. the orbit states `A_word h0` (normalised per step), their span by SVD with a relative
+2. the orbit states `A_word h0` (normalized per step), their span by SVD with a relative
    tolerance -> orthonormal basis `Q [H, r]`, restricted matrices `B_v = Qᵀ A_v Q`;
 3. `B_v / |det B_v|^(1/r)`; the matrix of every element as the product along its word; then the
    *unitary gauge* `W = (1/|G| Σ_g rho(g)ᵀ rho(g))^(1/2)`, in which a representation is
@@ -52,7 +52,7 @@ __all__ = [
     "RepresentationResult",
     "cayley_bfs",
     "reachable_subspace",
-    "normalise_scales",
+    "normalize_scales",
     "element_matrices",
     "homomorphism_errors",
     "irrep_characters",
@@ -166,7 +166,7 @@ def _word(g: int, parent: np.ndarray, parent_token: np.ndarray) -> tuple[int, ..
 def reachable_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol: float = 1e-3):
     """Orthonormal basis of the span of the orbit states `A_word(g) h0`, one per element.
 
-    States are normalised after every step, which changes nothing about spans but keeps long
+    States are normalized after every step, which changes nothing about spans but keeps long
     words of non-isometric matrices finite.
 
     Parameters
@@ -206,7 +206,7 @@ def reachable_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol
     return Vt[:r].T, rel, states
 
 
-def normalise_scales(matrices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalize_scales(matrices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Divide each matrix by its positive scale `|det|^(1/r)` (module docstring says why).
 
     Parameters
@@ -215,7 +215,7 @@ def normalise_scales(matrices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns
     -------
-    normalised : float array [V, r, r]
+    normalized : float array [V, r, r]
     scales : float array [V]
         The positive scale removed from each matrix.
     singular : bool array [V]
@@ -272,7 +272,7 @@ def homomorphism_errors(rho, token_matrices, table, token_elements, chunk: int =
     rho : array [order, r, r]
         Element matrices (from words).
     token_matrices : array [V, r, r]
-        Normalised token matrices.
+        Normalized token matrices.
     table : int array [order, order]
     token_elements : int array [V]
     chunk : int
@@ -586,7 +586,7 @@ class RepresentationResult:
     Arrays (r = dimension of the reachable subspace, H = hidden size, V = tokens, k = irreps):
 
     subspace [H, r] orthonormal (Q); subspace_singular_values [min(order, H)] relative;
-    token_scales [V]; token_matrices [V, r, r] (normalised, restricted, in the basis Q);
+    token_scales [V]; token_matrices [V, r, r] (normalized, restricted, in the basis Q);
     gauge [r, r] (W, see `unitary_gauge`); element_matrices [order, r, r] and h0 [r] in the gauge
     coordinates `y = W Qᵀ h`; characters [order] complex; raw_multiplicities [k] complex;
     multiplicities [k] int; change_of_basis [r, r] or None; block_form [order, r, r] or None
@@ -605,7 +605,7 @@ class RepresentationResult:
     complement_radius: float           # max_v spectral radius of A_v / c_v off the subspace
     token_scales: np.ndarray
     singular_tokens: list[int]
-    token_matrices: np.ndarray         # [V, r, r] normalised, in the orthonormal subspace basis Q
+    token_matrices: np.ndarray         # [V, r, r] normalized, in the orthonormal subspace basis Q
     gauge: np.ndarray                  # [r, r] W: gauge coordinates y = W Qᵀ h
     element_matrices: np.ndarray       # [order, r, r] in gauge coordinates (near-orthogonal)
     words: list[tuple[int, ...]]
@@ -745,7 +745,7 @@ class RepresentationResult:
 
 
 def _complement_radius(A: np.ndarray, Q: np.ndarray, scales: np.ndarray) -> float:
-    """Largest spectral radius of the normalised token matrices on the unreached directions.
+    """Largest spectral radius of the normalized token matrices on the unreached directions.
 
     Those directions hold no state in exact arithmetic, but rounding and any leakage put a little
     there; if a token's matrix expands them (radius > 1 after removing the token's scale) that
@@ -843,12 +843,12 @@ def recover_from_matrices(
     B = np.swapaxes(Q, 0, 1)[None] @ AQ           # [V, r, r]
     # How far the span is from invariant: the part of A_v Q that leaves it.
     invariance = float(_rel_err(AQ - Q[None] @ B, AQ).max()) if r else 0.0
-    B, scales, singular = normalise_scales(B)
+    B, scales, singular = normalize_scales(B)
     complement_radius = _complement_radius(A, Q, scales)
     singular_tokens = [int(v) for v in np.nonzero(singular)[0]]
     rho = element_matrices(B, parent, parent_token, bfs_order)
     if not np.all(np.isfinite(rho)):
-        notes.append("element matrices overflowed: the normalised token matrices are far from finite order")
+        notes.append("element matrices overflowed: the normalized token matrices are far from finite order")
         rho = np.nan_to_num(rho, nan=0.0, posinf=1e300, neginf=-1e300)
     W, Winv = unitary_gauge(rho)
     rho = W @ rho @ Winv

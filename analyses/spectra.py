@@ -3,7 +3,7 @@
 Every bilinear model is, per token, one matrix ``A_v`` (``model.transition_matrices()``,
 ``[V, H, H]``). What the network computes is invariant to
 
-* a positive scale per token (the update is homogeneous and states are L2-normalised at inference),
+* a positive scale per token (the update is homogeneous and states are L2-normalized at inference),
 * a change of basis of the hidden space,
 * whatever happens outside the subspace the states actually reach from ``h_0``.
 
@@ -29,7 +29,7 @@ whose order divides the *period* of ``v``'s state map (the lcm of the cycle leng
 angular distance to the nearest such root: zero for an exact solution, and a phase error ``eps``
 per step accumulates to the decision boundary ``pi / m`` after about ``pi / (m eps)`` steps.
 
-Norm dynamics. Along a random sequence the normalised state grows along the top Lyapunov
+Norm dynamics. Along a random sequence the normalized state grows along the top Lyapunov
 direction; direction ``i`` decays relative to it by ``exp(-(g_1 - g_i) L)``. Directions that have
 died within the training lengths cannot have been used by the trained model; the first direction
 that dies *beyond* them is where a learned near-solution is predicted to break. An exact group
@@ -61,7 +61,7 @@ def model_transitions(model) -> tuple[np.ndarray, np.ndarray | None]:
     Returns
     -------
     A : array, (V, H, H)
-        ``A[v]`` maps ``h_{t-1}`` to ``h_t`` when token ``v`` is read (before normalisation).
+        ``A[v]`` maps ``h_{t-1}`` to ``h_t`` when token ``v`` is read (before normalization).
     h0 : array, (H,) or None
         The start state (``model.h0``) when the model has one.
 
@@ -191,7 +191,7 @@ def normalize_transitions(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def commutator_norms(A: np.ndarray) -> np.ndarray:
     """Relative commutator norms ``||A_u A_v - A_v A_u||_F / (||A_u||_F ||A_v||_F)``.
 
-    Scale-free, so it needs no normalisation; 0 for every diagonal-class model (shared eigenbasis,
+    Scale-free, so it needs no normalization; 0 for every diagonal-class model (shared eigenbasis,
     Prop. 2), and bounded away from 0 where the task's group is non-abelian.
 
     Parameters
@@ -256,10 +256,10 @@ def lyapunov_exponents(
 
     Parameters
     ----------
-    A : array, (V, n, n), normalised
+    A : array, (V, n, n), normalized
     reorth_every : int
         Multiply this many matrices between QR steps (QR costs ~10 matmuls at H = 256). Safe
-        because the matrices are normalised to spectral radius 1: within a few steps no direction
+        because the matrices are normalized to spectral radius 1: within a few steps no direction
         can overflow, and one that underflows is annihilated anyway.
 
     Returns
@@ -292,7 +292,7 @@ def lyapunov_exponents(
 
 @dataclass
 class SpectraResult:
-    """Spectra of the normalised per-token transitions of one model.
+    """Spectra of the normalized per-token transitions of one model.
 
     Shapes: V tokens, H hidden units, r = dimension of the reachable subspace.
     """
@@ -309,9 +309,9 @@ class SpectraResult:
     phase_errors: np.ndarray | None    # (V, r) signed radians, NaN for non-persistent eigenvalues
     max_phase_error: float | None      # max |phase error| over persistent eigenvalues
     frequencies: list[int] | None      # cyclic tasks: detected frequencies k of the +1 token
-    subdominant_ratio: np.ndarray      # (V,) largest normalised modulus below 1 - unit_atol (0 if none)
+    subdominant_ratio: np.ndarray      # (V,) largest normalized modulus below 1 - unit_atol (0 if none)
     token_decay_length: np.ndarray     # (V,) steps until that direction shrinks by decay_tol (inf if none)
-    lyapunov: np.ndarray               # (r,) exponents of random products of normalised matrices
+    lyapunov: np.ndarray               # (r,) exponents of random products of normalized matrices
     lyapunov_decay_length: np.ndarray  # (r,) ln(1/decay_tol) / (g_1 - g_i), inf where equal
     predicted_break_length: float      # first decay length beyond the training lengths, or phase bound
     phase_break_length: float | None   # pi / (m * max phase error), cyclic-like tasks
@@ -501,7 +501,7 @@ def _cyclic_modulus(task) -> int | None:
 def add_persistent(res: SpectraResult, A: np.ndarray, h0: np.ndarray, periods=None, **kw) -> SpectraResult:
     """Fill the persistent-subspace fields of ``res`` (phases and commutators of ``Qᵀ A_v Q``).
 
-    Every eigenvalue of the restricted, radius-normalised matrices is kept: on the persistent
+    Every eigenvalue of the restricted, radius-normalized matrices is kept: on the persistent
     subspace nothing is meant to decay, so one that does shows up as a phase/modulus error rather
     than being filtered out. ``**kw`` go to `analyses.subspaces.persistent_subspace_from_matrices`.
     """

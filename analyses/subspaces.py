@@ -1,4 +1,4 @@
-"""The persistent subspace: where a bilinear model's normalised states live after transients die.
+"""The persistent subspace: where a bilinear model's normalized states live after transients die.
 
 A trained model need not be an exact representation on everything its short words reach: the
 identity initialisation and non-invertible parts leave directions that the dynamics shrink
@@ -7,7 +7,7 @@ orbit states keeps those directions, and the restricted matrices then do not for
 representation even when the model generalises perfectly. The group (or automaton) acts on the
 *persistent* part: the span of states seen after a burn-in.
 
-`persistent_subspace_from_matrices` runs the normalised dynamics `h_t = A_{x_t} h_{t-1} /
+`persistent_subspace_from_matrices` runs the normalized dynamics `h_t = A_{x_t} h_{t-1} /
 ||.||` on random token sequences from `h0`, stacks the states at steps `burn_in .. burn_in +
 n_steps`, and takes their principal directions. Its dimension is cut at the largest relative
 first gap of at least `min_gap` (5) in the singular values among cuts whose first dropped value
@@ -18,7 +18,7 @@ first zoo), below a gap of a factor 30-50.
 Everything is reported, never hidden: the singular values, the gap, the invariance residual
 `max_v ||A_v Q - Q Qᵀ A_v Q|| / ||A_v Q||` (0 iff the subspace is exactly invariant), the
 dimension of the short-word (Krylov) span and the transient part (its dimension minus the
-persistent one), and the largest spectral radius of the scale-normalised matrices on the
+persistent one), and the largest spectral radius of the scale-normalized matrices on the
 orthogonal complement with the decay length it implies.
 
 For an exact construction the persistent subspace equals the reachable subspace and the
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["normalised_step", "PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace",
+__all__ = ["normalized_step", "PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace",
            "late_states", "krylov_subspace"]
 
 
@@ -45,8 +45,8 @@ def krylov_subspace(A: np.ndarray, h0: np.ndarray, rtol: float = 1e-6) -> np.nda
     return reachable_subspace(A, h0, rtol=rtol)
 
 
-def normalised_step(A: np.ndarray, tokens: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """One step of the normalised dynamics for a batch: ``A[tokens[n]] h[n] / ||.||``.
+def normalized_step(A: np.ndarray, tokens: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """One step of the normalized dynamics for a batch: ``A[tokens[n]] h[n] / ||.||``.
 
     A : [V, H, H]; tokens : int [N]; h : [N, H]. A state killed to 0 stays 0 (spans nothing).
     The one numpy recurrence the analyses share (late states, drift, snapped accuracy).
@@ -58,7 +58,7 @@ def normalised_step(A: np.ndarray, tokens: np.ndarray, h: np.ndarray) -> np.ndar
 
 def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int = 100,
                 n_sequences: int = 64, seed: int = 0, token_probs: np.ndarray | None = None) -> np.ndarray:
-    """Unit states of the normalised dynamics at steps burn_in+1 .. burn_in+n_steps.
+    """Unit states of the normalized dynamics at steps burn_in+1 .. burn_in+n_steps.
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int 
     h = np.tile(h0 / n0, (n_sequences, 1))
     out = np.empty((n_steps, n_sequences, A.shape[1]))
     for t in range(burn_in + n_steps):
-        h = normalised_step(A, toks[t], h)
+        h = normalized_step(A, toks[t], h)
         if t >= burn_in:
             out[t - burn_in] = h
     return out.reshape(-1, A.shape[1])

@@ -1,7 +1,7 @@
 """Run the analyses over every bilinear model of the zoo and check what they claim.
 
 This is the acceptance check of the analyses on *trained* models (constructed ones are covered by
-the unit tests): for every model that generalises (chance-normalised accuracy ≥ ``solved`` at
+the unit tests): for every model that generalises (chance-normalized accuracy ≥ ``solved`` at
 length 500) the representation analysis must find a faithful representation with small
 homomorphism error and residual, automaton extraction must find an automaton isomorphic to the
 task's, and diagonal-class models must have commuting transitions; models that fail at length 500
@@ -66,7 +66,7 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
                  atol: float = 1e-3, commutator_atol: float = 1e-6) -> AuditRow:
     """Analyse one model and compare the analyses' claims with its measured accuracy.
 
-    ``norm_500`` is the model's chance-normalised accuracy at length 500; it ``generalises`` when
+    ``norm_500`` is the model's chance-normalized accuracy at length 500; it ``generalises`` when
     that is at least ``solved``. ``atol`` bounds the homomorphism error and residual of a
     faithful representation, ``commutator_atol`` the commutators of diagonal-class models.
     """
@@ -231,7 +231,7 @@ def to_markdown(rows: list[AuditRow], command: str) -> str:
         "# Analyses on the trained zoo",
         "",
         f"Made by `{command}`. Each bilinear zoo model is analysed; a model *generalises* when its "
-        "chance-normalised accuracy at length 500 is ≥ 0.99, both at the final step and over every step 1–500 (column norm@500: the smaller of the two). Expected: a generalising group/cyclic "
+        "chance-normalized accuracy at length 500 is ≥ 0.99, both at the final step and over every step 1–500 (column norm@500: the smaller of the two). Expected: a generalising group/cyclic "
         "model is a faithful representation (homomorphism error and residual < 1e-3) and its "
         "extracted automaton is isomorphic to the task's; a failing one is not declared a faithful "
         "representation; diagonal-class models commute (≤ 1e-6).",

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_recurrence.py [--repeats 5] [--T 512] [--B 256] [--H 64] [--V 8]
 
 Prints tokens/s of the whole model (embedding -> recurrence -> readout) forward (no grad) and
-forward+backward (training mode, no normalisation) for each variant, the ratio to nn.RNN
+forward+backward (training mode, no normalization) for each variant, the ratio to nn.RNN
 with the same sizes and a linear readout, the cost of run_with_cache of all states relative
 to a plain forward (eval mode), and a V=120 run (A5 element tokens) of `full` showing which
 dense method the cost model picks. Ratios are medians over --repeats of alternately timed pairs (reference, candidate), which
@@ -94,7 +94,7 @@ def main(argv=None):
         label = name + (f" r={kw['rank']}" if "rank" in kw else f" b={kw['block_size']}" if "block_size" in kw else "")
         print(f"{label:<16}{ntok / tf:>12,.0f}{rf:>8.2f}{ntok / tfb:>16,.0f}{rfb:>8.2f}")
 
-    print("\nrun_with_cache of every state (eval mode, normalised) vs plain forward:")
+    print("\nrun_with_cache of every state (eval mode, normalized) vs plain forward:")
     for name, kw in (("full", {}), ("real_diag", {})):
         m = build_model(ModelConfig(name, V, H, C, **kw)).eval()
 

@@ -171,7 +171,7 @@ NOTEBOOKS["05_learned_vs_constructed"] = [
 
 NOTEBOOKS["06_automaton_extraction"] = [
     ("md", "# Automaton extraction\n\n"
-           "Cluster the normalised hidden states, read the transitions between clusters by majority "
+           "Cluster the normalized hidden states, read the transitions between clusters by majority "
            "vote, minimise, and compare with the task's minimal automaton. A model that generalises "
            "gives tight, well-separated clusters and an isomorphic machine."),
     ("code", SETUP),
@@ -193,7 +193,7 @@ NOTEBOOKS["06_automaton_extraction"] = [
 
 NOTEBOOKS["07_hierarchy_table"] = [
     ("md", "# Reproducing the hierarchy table\n\n"
-           "Chance-normalised accuracy at length 500, our zoo (median / best over seeds) beside the "
+           "Chance-normalized accuracy at length 500, our zoo (median / best over seeds) beside the "
            "paper's numbers. The table comes from the checkpoints' `metrics.json` files: nothing is "
            "retrained here. Rebuild the zoo with `make zoo`."),
     ("code", SETUP),

@@ -5,7 +5,7 @@ A checkpoint is a folder::
     model.safetensors   weights (safetensors only: loading never runs code, no pickle anywhere)
     config.json         format_version, model config, task spec, training config, versions, seed,
                         and the SHA-256 of model.safetensors
-    metrics.json        accuracy per length (raw and chance-normalised), train time, steps
+    metrics.json        accuracy per length (raw and chance-normalized), train time, steps
 
 The danger this module guards against is a checkpoint that loads *silently wrong*: a truncated
 copy, a hand-edited config whose hidden size no longer matches the weights, a flipped byte in a

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and write a checkpoint folder",
                        description="Train with the default recipe (Adam, cosine decay, final-step "
-                       "loss, normalised states, early stop when every step up to length 50 and then 1,000 is solved).")
+                       "loss, normalized states, early stop when every step up to length 50 and then 1,000 is solved).")
     t.add_argument("--task", required=True, help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
     t.add_argument("--variant", default="full", choices=VARIANTS)
     t.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default: rule from #states)")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="accuracy per length, raw and chance-normalised")
+    e = sub.add_parser("eval", help="accuracy per length, raw and chance-normalized")
     e.add_argument("checkpoint", help="checkpoint folder or zoo name")
     e.add_argument("--lengths", type=_int_list, default=None, help="e.g. 10,100,500 (default: the preset's)")
     e.add_argument("--preset", choices=("paper", "deletang"), default=None,
@@ -183,7 +183,7 @@ def cmd_train(args) -> int:
 def _print_table(acc: dict, norm: dict, title: str | None = None) -> None:
     if title:
         print(title)
-    print(f"{'length':>8}  {'accuracy':>9}  {'normalised':>10}")
+    print(f"{'length':>8}  {'accuracy':>9}  {'normalized':>10}")
     for L in acc:
         print(f"{L:>8}  {acc[L]:>9.4f}  {norm[L]:>10.4f}")
 
@@ -207,7 +207,7 @@ def cmd_eval(args) -> int:
         else:
             print(f"{task.spec}  preset=deletang  lengths 41-500 stride {sc.stride} "
                   f"({sc.lengths_evaluated} lengths x {args.n} sequences)")
-        print(f"score {sc.score:.4f}  normalised {sc.normalized_score:.4f}")
+        print(f"score {sc.score:.4f}  normalized {sc.normalized_score:.4f}")
         return 0
     lengths = args.lengths or [10, 100, 500]
     acc = evaluate(model, task, lengths, args.n, args.seed)

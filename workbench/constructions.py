@@ -1,7 +1,7 @@
 """Hand-built exact weights: every (task, variant) pair that has a known exact solution.
 
 `construct(task, variant="full", representation=None)` returns a ready model (eval mode, per-step
-normalisation on) whose final-step accuracy is 100 % at any length. The constructions
+normalization on) whose final-step accuracy is 100 % at any length. The constructions
 (`reference/paper-digest.md`):
 
 * **FSM tensor** (`representation="fsm"`, the default for full / cp, any task: every task has an

@@ -19,7 +19,7 @@ The default recipe (one recipe for every task, no per-task tuning):
 * loss on the final step only (``final``). ``per_step`` (every prefix) is an option, but measured
   here it fits length 50 and stays at chance at length 500 on cyclic:5 (10k steps), while
   ``final`` solves length 500 in 1,000 steps;
-* per-step L2 normalisation of the state during training as well as at evaluation
+* per-step L2 normalization of the state during training as well as at evaluation
   (``normalize=True`` in the model config): without it the prototype fitted length 50 and was at
   chance at length 500;
 * hidden size from the task's number of automaton states (:func:`default_hidden_size`);
@@ -340,7 +340,7 @@ def _final_accuracy(model, batch, chunk: int) -> float:
 
 def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
              chunk: int | None = None) -> dict[int, float]:
-    """Raw final-step accuracy per length, with per-step normalisation on (``model.eval()``).
+    """Raw final-step accuracy per length, with per-step normalization on (``model.eval()``).
 
     Parameters
     ----------
@@ -408,7 +408,7 @@ def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = 
 
 
 def normalized_accuracy(acc: float, chance: float) -> float:
-    """Chance-normalised accuracy ``(acc - chance) / (1 - chance)``: 0 = chance, 1 = perfect.
+    """Chance-normalized accuracy ``(acc - chance) / (1 - chance)``: 0 = chance, 1 = perfect.
 
     Below-chance accuracies give negative values (kept, not clipped, so they stay visible).
     """

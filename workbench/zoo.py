@@ -373,7 +373,7 @@ def print_list(root=None, only: str | None = None, plan: list[Run] | None = None
 # tables
 # ---------------------------------------------------------------------------------------------
 
-#: The paper's numbers (accuracy at length 500, chance-normalised), from paper-digest.md.
+#: The paper's numbers (accuracy at length 500, chance-normalized), from paper-digest.md.
 #: Keys: (zoo variant key, task spec). The Mamba row (1/2/4 layers) stands for posdiag1/posdiag2.
 _CYC = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50")
 _FSM = ("fsm:2", "fsm:5", "fsm:10", "fsm:25")
@@ -410,7 +410,7 @@ STEP_LENGTH = 500
 
 
 def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512, seed: int = 0) -> float:
-    """Mean accuracy over every step 1..length of the test set (normalisation on, eval mode),
+    """Mean accuracy over every step 1..length of the test set (normalization on, eval mode),
     counting the steps that end a whole input (``task.scored_steps``; all steps except modarith
     prefixes that end in an operator).
 
@@ -487,7 +487,7 @@ def _fmt(x, nd=2):
 
 def reproduction_table(rows: list[dict], tasks=_CYC + _FSM, variants=HIERARCHY_VARIANTS,
                        key: str = "norm_500") -> str:
-    """Markdown table: chance-normalised accuracy at length 500 (``key``: final step
+    """Markdown table: chance-normalized accuracy at length 500 (``key``: final step
     ``norm_500`` or every step ``step_norm_500``), median and best over seeds, beside the
     paper's number: ``median / best (paper)``; ``—`` where there is nothing."""
     by = {}
@@ -523,8 +523,8 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
 
     md = [f"# Zoo results\n\nMade by `{cmd}` (`workbench/zoo.py`: plan, step cap rule, recipe). "
           "Accuracy is final-step accuracy on 512 test sequences per length (seed 0); "
-          "normalised = (acc − chance)/(1 − chance).\n",
-          "## Reproduction table (chance-normalised accuracy at length 500)\n",
+          "normalized = (acc − chance)/(1 − chance).\n",
+          "## Reproduction table (chance-normalized accuracy at length 500)\n",
           "Each cell: ours median / best over seeds (paper). Paper numbers: "
           "`paper-digest.md`; `posdiag1/2` are compared with the paper's Mamba row.\n",
           reproduction_table(rows), "",
@@ -533,7 +533,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
           "### Affine ablation (`full` with additive term)\n",
           reproduction_table(rows, tasks=("parity", "cyclic:5"), variants=("full_additive",)), "",
           "### The same, scored at every step 1–500\n",
-          "Mean accuracy over every prefix of the length-500 test sequences, chance-normalised "
+          "Mean accuracy over every prefix of the length-500 test sequences, chance-normalized "
           "(`workbench.zoo.step_accuracy`). A model can be right at the final step of length 500 and "
           "wrong at shorter lengths; where this table is lower than the one above, that is what "
           "happened. Training validates every step up to length 1,000 (other sequences), so it "
@@ -703,10 +703,10 @@ def demo(seed: int = 0, progress: bool = True) -> None:
     logits, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n == "blocks.0.hook_state")
     states = cache["blocks.0.hook_state"][0]          # [T, H]
     pred = logits[0].argmax(-1)
-    print("\na sequence step by step (state: first 4 of the normalised state's dims)")
+    print("\na sequence step by step (state: first 4 of the normalized state's dims)")
     print(f"{'t':>3} {'token':>5} {'label':>5} {'pred':>4}  state")
     for t in range(batch.tokens.shape[1]):
         s = ", ".join(f"{float(v):+.2f}" for v in states[t, :4])
         print(f"{t + 1:>3} {int(batch.tokens[0, t]):>5} {int(batch.labels[0, t]):>5} {int(pred[t]):>4}  [{s}, ...]")
     norm500 = normalized_accuracy(acc[500], task.chance)
-    print(f"\nchance-normalised accuracy at length 500: {norm500:.3f}")
+    print(f"\nchance-normalized accuracy at length 500: {norm500:.3f}")

@@ -58,13 +58,13 @@ def _zoo_consts():
 def _hierarchy(f: Findings):
     z = _zoo_consts()
     return hierarchy_heatmap(f.zoo.median_cells(), z.PAPER_RESULTS, z._CYC + z._FSM, z.HIERARCHY_VARIANTS,
-                             title="modular addition and random FSMs: chance-normalised accuracy at length 500")
+                             title="modular addition and random FSMs: chance-normalized accuracy at length 500")
 
 
 def _hierarchy_groups(f: Findings):
     z = _zoo_consts()
     return hierarchy_heatmap(f.zoo.median_cells(), z.PAPER_RESULTS, z.GROUP_TASKS, ("full", "cp"),
-                             title="groups and modular arithmetic: chance-normalised accuracy at length 500")
+                             title="groups and modular arithmetic: chance-normalized accuracy at length 500")
 
 
 def cells_by_length(zoo: Zoo, lengths=(10, 50, 500)) -> dict:
@@ -161,13 +161,13 @@ def _comparison(group: str):
 
 FIGURES: dict[str, FigureSpec] = {s.name: s for s in [
     FigureSpec("hierarchy", "Reproduction of the paper's hierarchy table (modular addition, random "
-               "FSMs): our chance-normalised accuracy at length 500 beside the paper's.", _hierarchy),
+               "FSMs): our chance-normalized accuracy at length 500 beside the paper's.", _hierarchy),
     FigureSpec("hierarchy_groups", "Group word problems and modular arithmetic, full and cp, beside "
                "the paper's number where it gives one.", _hierarchy_groups),
-    FigureSpec("accuracy_vs_length", "Chance-normalised accuracy at test lengths 10, 50 and 500 per "
+    FigureSpec("accuracy_vs_length", "Chance-normalized accuracy at test lengths 10, 50 and 500 per "
                "variant (median over seeds, band up to the best seed; grey: training lengths).",
                _accuracy_vs_length),
-    FigureSpec("spectra", "Eigenvalues of the normalised per-token transitions of cyclic:5 models on "
+    FigureSpec("spectra", "Eigenvalues of the normalized per-token transitions of cyclic:5 models on "
                "the unit circle (filled: persistent at length 500; ticks: expected roots of unity).",
                _spectra),
     FigureSpec("characters_S3", "Learned characters of the S3 full model per conjugacy class against "

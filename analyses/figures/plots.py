@@ -52,7 +52,7 @@ def _annotated(ax, M, row_labels, col_labels, text, cmap="viridis", vmin=0.0, vm
 
 
 def hierarchy_heatmap(cells: dict, paper: dict, tasks, variants, title: str = "accuracy at length 500"):
-    """Our reproduction table beside the paper's, as two heatmaps of chance-normalised accuracy.
+    """Our reproduction table beside the paper's, as two heatmaps of chance-normalized accuracy.
 
     Parameters
     ----------
@@ -90,13 +90,13 @@ def hierarchy_heatmap(cells: dict, paper: dict, tasks, variants, title: str = "a
     a.set_title("this zoo: median (/best) over seeds", fontsize=9)
     im = _annotated(b, theirs, variants, tasks, t_paper)
     b.set_title("paper (Ebrahimi & Memisevic 2025)", fontsize=9)
-    fig.colorbar(im, ax=[a, b], fraction=0.025, pad=0.01, label="chance-normalised accuracy")
+    fig.colorbar(im, ax=[a, b], fraction=0.025, pad=0.01, label="chance-normalized accuracy")
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 500), chance_line: bool = True):
-    """Chance-normalised accuracy against test length, one panel per task, one line per variant.
+    """Chance-normalized accuracy against test length, one panel per task, one line per variant.
 
     Parameters
     ----------
@@ -130,7 +130,7 @@ def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 
         ax.set_ylim(-0.1, 1.05)
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("test length", fontsize=8)
-        ax.set_ylabel("normalised accuracy", fontsize=8)
+        ax.set_ylabel("normalized accuracy", fontsize=8)
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:len(tasks)]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -143,7 +143,7 @@ def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 
 
 
 def unit_circle_spectra(panels, token_names=None, ncols: int = 4):
-    """Normalised eigenvalues of every token on the unit circle, one panel per model.
+    """Normalized eigenvalues of every token on the unit circle, one panel per model.
 
     Parameters
     ----------

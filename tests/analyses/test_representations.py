@@ -10,7 +10,7 @@ from analyses.representations import (
     character_multiplicities,
     conjugacy_classes_from_table,
     frobenius_schur_indicators,
-    normalise_scales,
+    normalize_scales,
     realify,
     recover_from_matrices,
 )
@@ -220,7 +220,7 @@ def test_helpers_and_errors(S4):
     assert np.array_equal(mult, S4.irrep_dims()) and residual < 1e-9
     assert np.array_equal(frobenius_schur_indicators(S4.irreps(), S4.table), S4.frobenius_schur())
     assert sorted(map(sorted, conjugacy_classes_from_table(S4.table))) == sorted(map(sorted, S4.conjugacy_classes()))
-    M, c, sing = normalise_scales(np.stack([3 * np.eye(2), np.zeros((2, 2)), np.diag([2.0, 0.5])]))
+    M, c, sing = normalize_scales(np.stack([3 * np.eye(2), np.zeros((2, 2)), np.diag([2.0, 0.5])]))
     assert np.allclose(c, [3, 1, 1]) and sing.tolist() == [False, True, False]
     with pytest.raises(ValueError, match="multiplicities"):
         block_diagonalize(S4.irreps()[3], S4.irreps(), np.array([1, 0, 0, 0, 0]))

@@ -69,7 +69,7 @@ def test_planted_phase_error_is_measured_and_predicts_break():
     assert res.frequencies == [1]
 
 
-def test_scale_invariance_of_normalised_spectrum():
+def test_scale_invariance_of_normalized_spectrum():
     m = 7
     A = cyclic_rotations(m, freqs=(3,))
     rng = np.random.default_rng(1)
@@ -82,7 +82,7 @@ def test_scale_invariance_of_normalised_spectrum():
 
 def test_unreachable_direction_is_ignored():
     m = 4
-    # a third, unreachable direction with a large eigenvalue would dominate the normalisation
+    # a third, unreachable direction with a large eigenvalue would dominate the normalization
     A = np.stack([blockdiag(rot(2 * np.pi * a / m), np.array([[3.0]])) for a in range(m)])
     Q = reachable_subspace(A, np.array([1.0, 0, 0]))
     assert Q.shape == (3, 2)

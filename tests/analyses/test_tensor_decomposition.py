@@ -19,7 +19,7 @@ def planted_cp(H=6, V=5, R=3, seed=0):
     return np.einsum("ir,jr,vr->ijv", a, b, g), (a, b, g)
 
 
-def test_transition_tensor_layout_and_normalisation():
+def test_transition_tensor_layout_and_normalization():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(4, 3, 3))
     W = transition_tensor(A, normalize=None)

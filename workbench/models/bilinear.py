@@ -109,7 +109,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         self.cfg = cfg
         self.recurrence_method = "auto"
         # Training-only perturbation (set by the training recipe, never saved): Gaussian noise of
-        # relative size state_noise added to every pre-normalisation state in train mode. It makes
+        # relative size state_noise added to every pre-normalization state in train mode. It makes
         # any direction the recurrence amplifies visible within the short training lengths, so
         # training pushes such directions to contract instead of letting them take over at
         # length 500 (see workbench.training).

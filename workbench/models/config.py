@@ -49,8 +49,8 @@ class ModelConfig:
         Random transition parameters, frozen (``requires_grad=False``); only ``h0``, the
         readout (and embedding, additive input) train.
     normalize : bool or None
-        Per-step L2 normalisation of the state. None: on in eval mode, off in training mode
-        (``positive_diag``: off, its states are bounded by construction and normalising
+        Per-step L2 normalization of the state. None: on in eval mode, off in training mode
+        (``positive_diag``: off, its states are bounded by construction and normalizing
         would change the function it computes). True/False force it.
     init_noise : float
         Transitions start at identity + ``init_noise / sqrt(H)`` Gaussian noise.

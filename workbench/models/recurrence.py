@@ -8,7 +8,7 @@ Two custom autograd functions do the whole time loop in one node of the autograd
   ``positive_diag``: real diagonal; ``complex_diag``, ``rotation``: complex diagonal on the
   pairs of dimensions ``(2n, 2n+1)``).
 
-Both optionally L2-normalise every state, ``h_t = u_t / ||u_t||``.
+Both optionally L2-normalize every state, ``h_t = u_t / ||u_t||``.
 
 Why custom functions: a Python time loop under autograd records ~5 nodes per step and, worse,
 slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backward O(T^2)
@@ -201,7 +201,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
 
     @staticmethod
     def _backward_step(g_in, carry, y, n, out):
-        """Gradient wrt u_t written into ``out``; through the normalisation when on."""
+        """Gradient wrt u_t written into ``out``; through the normalization when on."""
         if carry is not None:
             g_in = g_in + carry
         if y is None:
@@ -355,7 +355,7 @@ def dense_token_recurrence(
     C : Tensor [T, B, H] or None
         Additive term per step (the ``additive`` flag), or None.
     normalize : bool
-        L2-normalise each state.
+        L2-normalize each state.
     method : {"auto", "grouped", "alltokens"}
         See the module docstring.
 
