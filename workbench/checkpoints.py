@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.variants import VARIANTS
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -34,10 +36,7 @@ INDEX_FILE = "index.json"
 
 #: Variants ``workbench.models.build_model`` accepts (internals.md). Checked before building so
 #: that a hand-edited variant gets a message naming the accepted forms.
-KNOWN_VARIANTS = (
-    "full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-    "lstm", "gru", "elman", "transformer",
-)
+KNOWN_VARIANTS = VARIANTS
 
 # safetensors dtype names -> bytes per element (the ones torch can produce).
 _ST_ITEMSIZE = {

@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from workbench.variants import VARIANTS
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage + message on two lines; the contract is one line."""
@@ -63,10 +65,6 @@ def _length_range(text: str):
         return parse_lengths(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e))
-
-
-VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-            "lstm", "gru", "elman", "transformer")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench.variants import COMPLEX_VARIANTS, CONSTRUCTIBLE_DIAGONAL, CONSTRUCTIBLE_VARIANTS
+
 __all__ = [
     "CONSTRUCTIBLE_VARIANTS",
     "construct",
@@ -48,7 +50,6 @@ __all__ = [
     "label_of_elements",
 ]
 
-CONSTRUCTIBLE_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag")
 _NAMED = ("fsm", "regular", "permutation", "rotation", "sign")
 
 
@@ -350,7 +351,7 @@ def construct(task, variant: str = "full", representation=None):
     Parameters
     ----------
     task : Task or spec string.
-    variant : {"full", "cp", "block", "rotation", "complex_diag", "real_diag"}
+    variant : one of ``workbench.variants.CONSTRUCTIBLE_VARIANTS``
     representation : None, "fsm", "regular", "permutation", "rotation", "sign", an irrep name, or
         a list of irrep names (group tasks only, except "fsm"). None picks the variant's default:
         "fsm" for full and cp; "rotation" for rotation, complex_diag and (abelian groups) block,
@@ -397,7 +398,7 @@ def construct(task, variant: str = "full", representation=None):
         block_dims, label, margin = [H], "fsm", 1.0
     else:
         rho, block_dims, label = representation_matrices(
-            task, representation, complex_form=variant in ("rotation", "complex_diag"))
+            task, representation, complex_form=variant in COMPLEX_VARIANTS)
         _, elements = task_group(task)
         A = rho[elements]
         ker = _kernel(rho)
@@ -410,7 +411,7 @@ def construct(task, variant: str = "full", representation=None):
             raise ValueError(f"task {task.spec!r} gives the same label to several elements; decode via "
                              "representation='fsm' instead")
         H = rho.shape[1]
-        if variant in ("rotation", "complex_diag", "real_diag"):
+        if variant in CONSTRUCTIBLE_DIAGONAL:
             if representation not in ("rotation", "sign") and not all(d == (1 if variant == "real_diag" else 2)
                                                                        for d in block_dims):
                 raise ValueError(f"variant {variant!r} needs {'1' if variant == 'real_diag' else '2'}-dim real "

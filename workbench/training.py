@@ -54,6 +54,7 @@ from workbench.checkpoints import (
     CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
     save_checkpoint, sha256_bytes, tensors_to_bytes,
 )
+from workbench.variants import BASELINE_VARIANTS, BILINEAR_VARIANTS, STRUCTURED_VARIANTS
 
 #: Seeds of the held-out sets. Test sets (``evaluate``) use seed 0; validation sets, which drive
 #: early stopping and the learning-rate choice, use a different seed so selection never sees
@@ -64,9 +65,6 @@ TRAIN_STATE_VERSION = 1
 
 #: How validation sets are scored (see ``TrainConfig.val_mode``).
 VAL_MODES = ("every_step", "final")
-
-BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
-BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -298,7 +296,6 @@ def default_hidden_size(task, variant: str = "full") -> int:
 
 #: Variants whose transitions have few free parameters per token and need a larger random start
 #: to leave the identity (where all blocks/angles/gates are interchangeable).
-STRUCTURED_VARIANTS = ("cp", "block", "rotation", "complex_diag")
 
 
 def default_init_noise(variant: str) -> float:

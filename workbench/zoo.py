@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.variants import GROUP_KEYS, HIERARCHY_KEYS, LR_GRID_KEYS, PAPER_CYCLIC_ROWS, PAPER_FSM_ROWS, WD_GRID_KEYS, ZOO_KEYS
+
 # ---------------------------------------------------------------------------------------------
 # the plan
 # ---------------------------------------------------------------------------------------------
@@ -51,24 +53,19 @@ LR_GRID = (1e-2, 3e-2, 3e-3)
 #: default. Both settings use the same learning rate.
 WD_GRID = {"lr": (1e-2, 1e-2), "weight_decay": (0.0, 1.0)}
 
-VARIANT_KEYS: dict[str, dict] = {
-    "full": {"variant": "full", **WD_GRID},
-    "cp": {"variant": "cp", **WD_GRID},
-    "block1": {"variant": "block", "block_size": 1},
-    "block2": {"variant": "block", "block_size": 2, "lr": LR_GRID},
-    "rotation": {"variant": "rotation", "lr": LR_GRID},
-    "complex_diag": {"variant": "complex_diag", "lr": LR_GRID},
-    "posdiag1": {"variant": "positive_diag", "n_layers": 1},
-    "posdiag2": {"variant": "positive_diag", "n_layers": 2},
-    "lstm": {"variant": "lstm"},
-    "transformer": {"variant": "transformer", "n_layers": 2},
-    "full_additive": {"variant": "full", "additive": True, **WD_GRID},
-}
+
+def _zoo_fields(key: str) -> dict:
+    z = ZOO_KEYS[key]
+    grid = {"lr": LR_GRID} if key in LR_GRID_KEYS else WD_GRID if key in WD_GRID_KEYS else {}
+    return {"variant": z.variant, **z.options, **grid}
+
+
+#: Zoo key -> TrainConfig fields (the registry's architecture options plus the grids above).
+VARIANT_KEYS: dict[str, dict] = {key: _zoo_fields(key) for key in ZOO_KEYS}
 
 HIERARCHY_TASKS = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50",
                    "fsm:2", "fsm:5", "fsm:10", "fsm:25")
-HIERARCHY_VARIANTS = ("full", "cp", "block1", "block2", "rotation", "complex_diag", "posdiag1",
-                      "posdiag2", "lstm", "transformer")
+HIERARCHY_VARIANTS = HIERARCHY_KEYS
 GROUP_TASKS = ("modarith:5", "group:S3", "group:D4", "group:A5", "group:S3/gens", "group:D4/gens",
                "group:A5/gens")
 SEEDS = (0, 1, 2)
@@ -104,13 +101,6 @@ CAP_BASE, CAP_PER_STATE, CAP_MAX = 3000, 60, 6000
 #: but evaluation at T = 500), so its cells run to this bounded cap to fit the zoo's hour.
 TRANSFORMER_CAP = 500
 
-#: Rough cost model for ``zoo build --dry-run`` (seconds per training step at lengths 2-10, batch
-#: 64, one thread, measured on the 2-core machine with another process running; evaluation at
-#: 50/500 included as a per-run constant). Used only to print an estimate.
-_SEC_PER_STEP = {"full": 3e-3, "full_additive": 3e-3, "cp": 3e-3, "block1": 2.5e-3, "block2": 2.5e-3,
-                 "rotation": 1.2e-3, "complex_diag": 1.2e-3, "posdiag1": 1.2e-3, "posdiag2": 2e-3,
-                 "lstm": 1.5e-3, "transformer": 40e-3}
-_SEC_PER_RUN = {"transformer": 15.0}
 
 
 def task_size(spec: str) -> int:
@@ -159,10 +149,13 @@ def estimate_seconds(run: "Run") -> float:
     cap = dict(run.options).get("steps", step_cap(run.task, run.variant_key))
     cap *= len(VARIANT_KEYS.get(run.variant_key, {}).get("lr", (0,)))   # worst case: every rate
     scale = 1.0
-    if run.variant_key in ("full", "cp", "full_additive", "block1", "block2"):
+    z = ZOO_KEYS.get(run.variant_key)
+    if z is not None and z.dense:
         # dense per-token matrices: cost grows with vocabulary x H^2 (A5: 60 tokens, H = 64)
         scale = max(1.0, task_size(run.task) / 16)
-    return cap * _SEC_PER_STEP.get(run.variant_key, 3e-3) * scale + _SEC_PER_RUN.get(run.variant_key, 3.0)
+    if z is None:
+        return cap * 3e-3 * scale + 3.0
+    return cap * z.sec_per_step * scale + z.sec_per_run
 
 
 def _priority(run: "Run") -> tuple:
@@ -198,7 +191,7 @@ def zoo_plan() -> list[Run]:
             for s in SEEDS:
                 runs.append(Run(f"{task_tag(task)}_{v}_s{s}", task, v, s))
     for task in GROUP_TASKS:
-        for v in ("full", "cp"):
+        for v in GROUP_KEYS:
             for s in SEEDS:
                 runs.append(Run(f"{task_tag(task)}_{v}_s{s}", task, v, s))
     for task in ("parity", "cyclic:5"):
@@ -378,26 +371,10 @@ def print_list(root=None, only: str | None = None, plan: list[Run] | None = None
 _CYC = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50")
 _FSM = ("fsm:2", "fsm:5", "fsm:10", "fsm:25")
 PAPER_RESULTS: dict[tuple[str, str], float] = {}
-for _v, _vals in {
-    "full": (1.00, 1.00, 1.00, 1.00, 1.00, 1.00),
-    "block1": (1.00, 0.00, 0.00, 0.10, 0.00, 0.02),
-    "block2": (1.00, 1.00, 1.00, 1.00, 1.00, 1.00),
-    "rotation": (1.00, 0.00, 1.00, 0.66, 0.37, 0.00),
-    "lstm": (1.00, 1.00, 0.98, 1.00, 0.00, 0.02),
-    "posdiag1": (0.00, 0.01, 0.01, 0.00, 0.00, 0.00),
-    "posdiag2": (0.00, 0.01, 0.01, 0.00, 0.00, 0.00),
-    "transformer": (0.03, 0.01, 0.00, 0.00, 0.00, 0.00),
-}.items():
-    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_CYC, _vals)})
-for _v, _vals in {
-    "full": (1.00, 1.00, 1.00, 1.00),
-    "cp": (1.00, 1.00, 1.00, 0.50),
-    "block2": (1.00, 0.00, 0.00, 0.00),
-    "lstm": (1.00, 1.00, 0.00, 0.00),
-    "posdiag1": (0.00, 0.00, 0.00, 0.00),
-    "posdiag2": (0.00, 0.00, 0.00, 0.00),
-}.items():
-    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_FSM, _vals)})
+for _v, _vals in PAPER_CYCLIC_ROWS.items():
+    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_CYC, _vals, strict=True)})
+for _v, _vals in PAPER_FSM_ROWS.items():
+    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_FSM, _vals, strict=True)})
 PAPER_RESULTS[("cp", "cyclic:50")] = 0.95
 PAPER_RESULTS[("full", "modarith:5")] = 1.00
 
@@ -529,7 +506,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
           "`paper-digest.md`; `posdiag1/2` are compared with the paper's Mamba row.\n",
           reproduction_table(rows), "",
           "### Group and modular-arithmetic tasks\n",
-          reproduction_table(rows, tasks=GROUP_TASKS, variants=("full", "cp")), "",
+          reproduction_table(rows, tasks=GROUP_TASKS, variants=GROUP_KEYS), "",
           "### Affine ablation (`full` with additive term)\n",
           reproduction_table(rows, tasks=("parity", "cyclic:5"), variants=("full_additive",)), "",
           "### The same, scored at every step 1–500\n",
@@ -539,7 +516,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
           "happened. Training validates every step up to length 1,000 (other sequences), so it "
           "does not select for particular lengths.\n",
           reproduction_table(rows, key="step_norm_500"), "",
-          reproduction_table(rows, tasks=GROUP_TASKS, variants=("full", "cp"), key="step_norm_500"), ""]
+          reproduction_table(rows, tasks=GROUP_TASKS, variants=GROUP_KEYS, key="step_norm_500"), ""]
     echo = sorted((root / "experiments").glob("echo_parity_H*.json")) if (root / "experiments").is_dir() else []
     if echo:
         md += ["## Frozen random real diagonal on parity, readout trained on 2 examples\n",

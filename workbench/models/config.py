@@ -4,11 +4,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
-BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
-VARIANTS = BILINEAR_VARIANTS + BASELINE_VARIANTS
-# Variants whose transition is elementwise (diagonal, possibly complex); the others are dense.
-DIAGONAL_VARIANTS = ("rotation", "complex_diag", "real_diag", "positive_diag")
+from workbench.variants import (  # noqa: F401 (re-exported)
+    BASELINE_VARIANTS, BILINEAR_VARIANTS, COMPLEX_VARIANTS, DIAGONAL_VARIANTS, VARIANTS,
+)
 
 
 def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
@@ -120,7 +118,7 @@ class ModelConfig:
         elif self.block_size is not None:
             raise ValueError(f"block_size={self.block_size!r} given for variant {v!r}; "
                              "block_size applies only to 'block' (accepted here: None)")
-        if v in ("rotation", "complex_diag") and H % 2:
+        if v in COMPLEX_VARIANTS and H % 2:
             raise ValueError(f"d_hidden={H} is odd; variant {v!r} needs an even d_hidden "
                              "(2x2 blocks)")
         if v in BILINEAR_VARIANTS and v != "positive_diag" and self.n_layers != 1:
