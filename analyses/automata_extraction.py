@@ -482,7 +482,7 @@ class ExtractionResult:
     n_folded: int = 0              # partially observed clusters folded away (``fold_partial_clusters``)
 
     def summary(self) -> dict:
-        """JSON-safe summary (DESIGN's ``automaton`` key)."""
+        """JSON-safe summary (the ``automaton`` key of ``analyze --json``)."""
         sp = float(self.state_purity)
         return {"states": int(self.n_states), "isomorphic": bool(self.isomorphic),
                 "mismatches": len(self.mismatches), "clusters": int(self.n_clusters),
@@ -494,7 +494,7 @@ class ExtractionResult:
                 "sentence": self.sentence}
 
     def plot(self, **kw):
-        from analyses.plot_automata import plot_extracted_automaton
+        from analyses.plot.automata import plot_extracted_automaton
 
         return plot_extracted_automaton(self, **kw)
 
@@ -826,5 +826,5 @@ def extract_automaton(model, task, n_sequences: int = 256, length: int = 50, n_l
 
 
 def summarize(model, task) -> dict:
-    """DESIGN's ``automaton`` key: ``states``, ``isomorphic``, ``mismatches`` (+ purity etc.)."""
+    """the ``automaton`` key of ``analyze --json``: ``states``, ``isomorphic``, ``mismatches`` (+ purity etc.)."""
     return extract_automaton(model, task).summary()

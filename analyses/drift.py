@@ -2,7 +2,7 @@
 
 A model that is an exact representation (or an exact automaton) puts every sequence that ends in
 automaton state `q` at the same normalized hidden state, at every length. A trained model is only
-close to one: each token's matrix misses its ideal by a little (measured on the first zoo's S3
+close to one: each token's matrix misses its ideal by a little (measured on a trained S3
 model: singular values 1.005 / 0.995 where both should be 1, rotation angles off by 1e-3 of a
 turn), and those errors add up along a sequence. The states for `q` then wander away from where
 they sat at short lengths, by a diffusion (`~ t^0.5`) when the errors have random signs or a
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.subspaces import normalized_step
+from analyses._core import model_transitions, normalized_step
 
 __all__ = ["DriftResult", "checkpoint_steps", "drift_from_matrices", "state_drift", "summarize"]
 
@@ -216,7 +216,6 @@ def state_drift(model, task, max_length: int = 2000, n_sequences: int = 64, seed
     """
     import torch
 
-    from analyses.spectra import model_transitions
 
     if getattr(getattr(model, "cfg", None), "additive", False):
         raise ValueError("model has additive terms (additive=True): its states are not h_t = A(x_t) h_{t-1}; "

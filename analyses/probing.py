@@ -104,7 +104,7 @@ class ProbeResult:
     probe: LinearProbe
 
     def plot(self, **kw):
-        from analyses.plot_probing import plot_probe_accuracy
+        from analyses.plot.probing import plot_probe_accuracy
 
         return plot_probe_accuracy(self, **kw)
 
@@ -222,7 +222,7 @@ class PatchingResult:
     ci: float
 
     def plot(self, **kw):
-        from analyses.plot_probing import plot_patching
+        from analyses.plot.probing import plot_patching
 
         return plot_patching(self, **kw)
 
@@ -393,7 +393,7 @@ class TransplantResult:
     n_informative: int              # (pair, step) cells where the two hypotheses differ
 
     def plot(self, **kw):
-        from analyses.plot_probing import plot_transplant
+        from analyses.plot.probing import plot_transplant
 
         return plot_transplant(self, **kw)
 

@@ -12,8 +12,8 @@ representation even when the model generalises perfectly. The group (or automato
 n_steps`, and takes their principal directions. Its dimension is cut at the largest relative
 first gap of at least `min_gap` (5) in the singular values among cuts whose first dropped value
 is below `rtol` (0.2, relative to the largest): an exact construction has a floor at rounding level (1e-15) and the cut is exact; a
-trained model has a floor at the level of its residual wobble (measured: about 2e-2 on the
-first zoo), below a gap of a factor 30-50.
+trained model has a floor at the level of its residual wobble (measured: about 2e-2 on trained zoo
+models), below a gap of a factor 30-50.
 
 Everything is reported, never hidden: the singular values, the gap, the invariance residual
 `max_v ||A_v Q - Q Qᵀ A_v Q|| / ||A_v Q||` (0 iff the subspace is exactly invariant), the
@@ -31,29 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["normalized_step", "PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace",
-           "late_states", "krylov_subspace"]
+from analyses._core import model_transitions, normalized_step, reachable_subspace
 
-
-def krylov_subspace(A: np.ndarray, h0: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
-    """Orthonormal basis [H, r] of the smallest subspace containing h0 and invariant under all A_v.
-
-    Thin wrapper so callers need one import (the implementation lives in `analyses.spectra`).
-    """
-    from analyses.spectra import reachable_subspace
-
-    return reachable_subspace(A, h0, rtol=rtol)
-
-
-def normalized_step(A: np.ndarray, tokens: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """One step of the normalized dynamics for a batch: ``A[tokens[n]] h[n] / ||.||``.
-
-    A : [V, H, H]; tokens : int [N]; h : [N, H]. A state killed to 0 stays 0 (spans nothing).
-    The one numpy recurrence the analyses share (late states, drift, snapped accuracy).
-    """
-    h = np.einsum("nij,nj->ni", A[tokens], h)
-    n = np.linalg.norm(h, axis=1, keepdims=True)
-    return h / np.where(n > 0, n, 1.0)
+__all__ = ["PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace", "late_states"]
 
 
 def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int = 100,
@@ -156,7 +136,7 @@ def _cut(sv: np.ndarray, rtol: float, min_gap: float) -> tuple[int, float]:
     if not cands:
         return n, math.inf
     gaps = [sv[r - 1] / sv[r] if sv[r] > 0 else math.inf for r in cands]
-    for r, g in zip(cands, gaps):
+    for r, g in zip(cands, gaps, strict=True):
         if g >= min_gap:
             return r, float(g)
     i = int(np.argmax(gaps))
@@ -206,7 +186,7 @@ def persistent_subspace_from_matrices(A, h0, burn_in: int = 200, n_steps: int = 
     B = np.swapaxes(Q, 0, 1)[None] @ AQ
     den = np.linalg.norm(AQ, axis=(1, 2))
     inv = float(np.max(np.linalg.norm(AQ - Q[None] @ B, axis=(1, 2)) / np.where(den > 0, den, 1.0))) if r else 0.0
-    reach = krylov_subspace(A, h0, rtol=reach_rtol).shape[1]
+    reach = reachable_subspace(A, h0, rtol=reach_rtol).shape[1]
     H = A.shape[1]
     radius = 0.0
     if 0 < r < H:
@@ -230,8 +210,6 @@ def persistent_subspace(model, task=None, **kw) -> PersistentSubspace:
     ``task`` is accepted for symmetry with the other analyses (tokens are drawn uniformly, the
     distribution of every task here); ``**kw`` go to `persistent_subspace_from_matrices`.
     """
-    from analyses.spectra import model_transitions
-
     A, h0 = model_transitions(model)
     if h0 is None:
         raise ValueError("model has no h0: the persistent subspace needs a start state")

@@ -70,7 +70,7 @@ def transition_tensor(A: np.ndarray, normalize: str | None = "frobenius") -> np.
 
 def model_transition_tensor(model, normalize: str | None = "frobenius") -> np.ndarray:
     """``transition_tensor`` of a bilinear model (baselines raise ValueError). Shape (H, H, V)."""
-    from analyses.spectra import model_transitions
+    from analyses._core import model_transitions
 
     A, _ = model_transitions(model)
     return transition_tensor(A, normalize)
@@ -98,7 +98,7 @@ class RankCurve:
 
     def rank_for(self, rtol: float = 1e-3):
         """Smallest rank whose relative error is <= rtol, or None."""
-        for r, e in zip(self.ranks, self.rel_errors):
+        for r, e in zip(self.ranks, self.rel_errors, strict=True):
             if e <= rtol:
                 return r
         return None
@@ -179,7 +179,7 @@ def tucker_decompose(W: np.ndarray, ranks, n_iter_max: int = 100, seed: int = 0)
 
     W = _check_tensor(W)
     ranks = tuple(int(r) for r in (ranks if np.ndim(ranks) else (ranks,) * 3))
-    if len(ranks) != 3 or any(r < 1 or r > n for r, n in zip(ranks, W.shape)):
+    if len(ranks) != 3 or any(r < 1 or r > n for r, n in zip(ranks, W.shape, strict=True)):
         raise ValueError(f"ranks must be 3 ints in 1..{W.shape}; got {ranks}")
     core, factors = tucker(tl.tensor(W), rank=list(ranks), n_iter_max=n_iter_max,
                            random_state=seed, init="svd")

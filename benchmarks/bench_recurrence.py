@@ -18,6 +18,7 @@ import time
 import torch
 
 from workbench.models import ModelConfig, build_model, choose_dense_method
+from workbench.variants import BILINEAR_VARIANTS
 
 
 def median_time(fn, repeats):
@@ -40,7 +41,11 @@ def paired_ratio(ref, fn, repeats):
     ref(), fn()
     times, ratios = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter(); ref(); t1 = time.perf_counter(); fn(); t2 = time.perf_counter()
+        t0 = time.perf_counter()
+        ref()
+        t1 = time.perf_counter()
+        fn()
+        t2 = time.perf_counter()
         times.append(t2 - t1)
         ratios.append((t1 - t0) / (t2 - t1))
     return statistics.median(times), statistics.median(ratios)
@@ -76,17 +81,16 @@ def main(argv=None):
     print(f"B={B} T={T} H={H} V={V}, 1 thread, torch {torch.__version__}, median of {args.repeats}")
     print(f"{'model':<16}{'fwd tok/s':>12}{'ratio':>8}{'fwd+bwd tok/s':>16}{'ratio':>8}")
     print(f"{'nn.RNN(tanh)':<16}{ntok / ref_f:>12,.0f}{1.0:>8.2f}{ntok / ref_fb:>16,.0f}{1.0:>8.2f}")
-    variants = [("full", {}), ("cp", {"rank": H}), ("block", {"block_size": 8}),
-                ("rotation", {}), ("complex_diag", {}), ("real_diag", {}),
-                ("positive_diag", {})]
-    for name, kw in variants:
+    options = {"cp": {"rank": H}, "block": {"block_size": 8}}
+    for name in BILINEAR_VARIANTS:
+        kw = options.get(name, {})
         m = build_model(ModelConfig(name, V, H, C, **kw)).train()
 
-        def fwd():
+        def fwd(m=m):
             with torch.no_grad():
                 m(tokens, normalize=False)
 
-        def fb():
+        def fb(m=m):
             m(tokens, normalize=False).sum().backward()
 
         tf, rf = paired_ratio(rnn_fwd, fwd, args.repeats)
@@ -98,11 +102,11 @@ def main(argv=None):
     for name, kw in (("full", {}), ("real_diag", {})):
         m = build_model(ModelConfig(name, V, H, C, **kw)).eval()
 
-        def plain():
+        def plain(m=m):
             with torch.no_grad():
                 m(tokens)
 
-        def cached():
+        def cached(m=m):
             with torch.no_grad():
                 m.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_state"))
 

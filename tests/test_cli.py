@@ -98,7 +98,7 @@ def test_train_command_writes_checkpoint(tmp_path, capsys):
 
 
 def test_analyze_and_report_missing_modules(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "analyses.report", None)
+    monkeypatch.setitem(sys.modules, "analyses.reporting.report", None)
     assert main(["report", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "report is not available" in err

@@ -26,7 +26,7 @@ def _int_list(text: str) -> list[int]:
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,100,500, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,100,500, got {text!r}") from None
     if not vals or any(v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"expected positive integers like 10,100,500, got {text!r}")
     return vals
@@ -38,7 +38,7 @@ def _number_list(what: str, example: str, accepts, accepted: str):
         try:
             vals = [float(x) for x in text.split(",") if x.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers like {example}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers like {example}, got {text!r}") from None
         if not vals or not all(accepts(v) for v in vals):
             raise argparse.ArgumentTypeError(f"{what} must be in {accepted}, got {text!r}")
         return vals
@@ -53,7 +53,7 @@ def _positive_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
@@ -64,7 +64,7 @@ def _length_range(text: str):
     try:
         return parse_lengths(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +226,7 @@ def _optional_module(name: str, what: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise _UserError(f"{what} is not available ({name} is missing from this installation)")
+            raise _UserError(f"{what} is not available ({name} is missing from this installation)") from e
         raise
 
 
@@ -235,10 +235,10 @@ class _UserError(Exception):
 
 
 def cmd_analyze(args) -> int:
-    mod = _optional_module("analyses.summary", "analyze")
+    mod = _optional_module("analyses.reporting.summary", "analyze")
     fn = getattr(mod, "analyze_checkpoint", None)
     if fn is None:
-        raise _UserError("analyze is not available (analyses.summary has no analyze_checkpoint)")
+        raise _UserError("analyze is not available (analyses.reporting.summary has no analyze_checkpoint)")
     from workbench.checkpoints import resolve_checkpoint, read_config
 
     folder = resolve_checkpoint(args.checkpoint)
@@ -256,10 +256,10 @@ def _json_default(o):
 
 
 def cmd_report(args) -> int:
-    mod = _optional_module("analyses.report", "report")
+    mod = _optional_module("analyses.reporting.report", "report")
     fn = getattr(mod, "build_report", None)
     if fn is None:
-        raise _UserError("report is not available (analyses.report has no build_report)")
+        raise _UserError("report is not available (analyses.reporting.report has no build_report)")
     out = fn(args.out)
     print(f"report written to {out or args.out}")
     return 0

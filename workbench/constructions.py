@@ -2,7 +2,7 @@
 
 `construct(task, variant="full", representation=None)` returns a ready model (eval mode, per-step
 normalization on) whose final-step accuracy is 100 % at any length. The constructions
-(`reference/paper-digest.md`):
+(from the paper's proofs):
 
 * **FSM tensor** (`representation="fsm"`, the default for full / cp, any task: every task has an
   automaton, modular arithmetic included): H = |Q|, one-hot states, `A_σ[q', q] = 1` iff
@@ -249,7 +249,7 @@ def orbit_start_state(rho: np.ndarray, n_candidates: int = 32, seed: int = 0,
         c = c / np.linalg.norm(c)
         pts = rho @ c
         edges = np.cumsum([0] + list(block_dims or [n]))
-        if any(np.linalg.norm(c[a:b]) < 1e-6 for a, b in zip(edges[:-1], edges[1:])):
+        if any(np.linalg.norm(c[a:b]) < 1e-6 for a, b in zip(edges[:-1], edges[1:], strict=True)):
             # the start state misses a summand (e.g. e_0 inside one block of a direct sum): the
             # model would decode, but it would reach a smaller representation than asked for
             margins.append(-np.inf)

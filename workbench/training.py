@@ -2,8 +2,8 @@
 
 The default recipe (one recipe for every task, no per-task tuning):
 
-* Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (the prototype in
-  ``benchmarks.md`` found the decay is what makes cyclic:50 generalise to length 500). Measured
+* Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (measured: the decay
+  is what makes cyclic:50 generalise to length 500). Measured
   on cyclic:5 / fsm:5 (seed 0): 3e-3 left fsm:5 at 0.21 and the LSTM at chance at length 500,
   1e-2 reached 0.69-0.93 and 0.95; 1e-3 was worse everywhere;
 * transitions initialised at identity + noise, with the noise scale a rule of the
@@ -25,8 +25,8 @@ The default recipe (one recipe for every task, no per-task tuning):
 * hidden size from the task's number of automaton states (:func:`default_hidden_size`);
 * early stop once a validation set of length 50 is solved at two consecutive checks *and* a
   validation set of length 1,000 is solved too, both scored over *every step* (``val_mode``;
-  validation sets use a seed the test sets never use). The first zoo validated the final step
-  at lengths 50 and 500, the test's own lengths, and so could select models right only there
+  validation sets use a seed the test sets never use). Validating the final step at lengths
+  50 and 500, the test's own lengths, selects models right only there
   (rotation on parity: 1.00 at the final step of 500, 0.00 over every step); scoring every
   prefix up to twice the test length removes that selection effect;
 * NaN/inf: roll back to the last good state and halve the learning rate; give up after
@@ -142,7 +142,7 @@ class TrainConfig:
     long_val_length: int = 1000
     long_val_sequences: int = 256
     # How a validation set is scored: "every_step" (mean accuracy over every prefix 1..length,
-    # the default) or "final" (the last step only, the first zoo's rule). Final-step validation
+    # the default) or "final" (the last step only). Final-step validation
     # at the test lengths (50 and 500) selected models right only at those lengths (rotation on
     # parity: 1.00 at 500, 0.00 over all steps), so the default scores every step up to a length
     # twice the test's: selection can no longer favour particular lengths.
@@ -574,7 +574,7 @@ class _TrainState:
             tensors = load_tensors(self.dir / "state.safetensors", expected_sha256=meta.get("sha256"))
         except CheckpointError as e:
             import warnings
-            warnings.warn(f"ignoring training state in {self.dir}: {e}; starting from scratch")
+            warnings.warn(f"ignoring training state in {self.dir}: {e}; starting from scratch", stacklevel=2)
             return None
         return tensors, meta
 
@@ -623,7 +623,6 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
             val_acc, long_acc, solved, stopped = meta["val_acc"], meta["long_acc"], meta["solved"], meta["stopped"]
             resumed = True
 
-    val_set = task.eval_set(task.valid_length(cfg.val_length), cfg.val_sequences, VALIDATION_SEED)
     lo, hi = cfg.train_lengths
     snap = _snapshot(model, opt, gen)
     snap_meta = (step, consecutive, last_long)
@@ -845,7 +844,7 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
 
     runs, models = [], []
     resumed_any = False
-    for lr, wd in zip(cfg.lr, cfg.weight_decay):
+    for lr, wd in zip(cfg.lr, cfg.weight_decay, strict=True):
         setting = f"lr={lr:g}" + (f",wd={wd:g}" if wd else "")
         state_dir = out / TRAIN_STATE_DIR / setting if out is not None else None
         desc = f"{cfg.task} {cfg.variant} s{cfg.seed}" + (f" {setting}" if len(cfg.lr) > 1 else "")

@@ -366,7 +366,7 @@ def print_list(root=None, only: str | None = None, plan: list[Run] | None = None
 # tables
 # ---------------------------------------------------------------------------------------------
 
-#: The paper's numbers (accuracy at length 500, chance-normalized), from paper-digest.md.
+#: The paper's numbers (accuracy at length 500, chance-normalized; ``workbench.variants``).
 #: Keys: (zoo variant key, task spec). The Mamba row (1/2/4 layers) stands for posdiag1/posdiag2.
 _CYC = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50")
 _FSM = ("fsm:2", "fsm:5", "fsm:10", "fsm:25")
@@ -392,10 +392,10 @@ def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512
     prefixes that end in an operator).
 
     Why beside final-step accuracy: a model can be right at the final step of one length and wrong
-    in between (the first zoo, which early-stopped on final-step validation at lengths 50 and
-    500, selected rotation models on parity right at 10/50/500 and at chance at most other
-    lengths). Scoring every prefix of the length-500 sequences catches that; training now
-    validates the same way (``TrainConfig.val_mode``).
+    in between (early stopping on final-step validation at lengths 50 and 500 selects rotation
+    models on parity right at 10/50/500 and at chance at most other lengths). Scoring every
+    prefix of the length-500 sequences catches that; training validates the same way
+    (``TrainConfig.val_mode``).
     """
     from workbench.training import validation_accuracy
 
@@ -503,7 +503,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
           "normalized = (acc − chance)/(1 − chance).\n",
           "## Reproduction table (chance-normalized accuracy at length 500)\n",
           "Each cell: ours median / best over seeds (paper). Paper numbers: "
-          "`paper-digest.md`; `posdiag1/2` are compared with the paper's Mamba row.\n",
+          "the paper's Table 2 and Table 3; `posdiag1/2` are compared with the paper's Mamba row.\n",
           reproduction_table(rows), "",
           "### Group and modular-arithmetic tasks\n",
           reproduction_table(rows, tasks=GROUP_TASKS, variants=GROUP_KEYS), "",
@@ -629,14 +629,14 @@ def echo_state_parity(d_hidden: int = 4, n_draws: int = 100, seed: int = 0, odd_
         acc_even.append(acc[even_length])
     so = [a >= threshold for a in acc_odd]
     se = [a >= threshold for a in acc_even]
-    both = [a and b for a, b in zip(so, se)]
+    both = [a and b for a, b in zip(so, se, strict=True)]
     n_opp = sum(opp)
     return EchoStateResult(
         d_hidden=d_hidden, n_draws=n_draws, odd_length=odd_length, even_length=even_length,
         threshold=threshold, opposite_sign_rate=n_opp / n_draws, predicted_rate=1 - 2.0 ** -d_hidden,
         success_rate_odd=sum(so) / n_draws, success_rate_even=sum(se) / n_draws,
         success_rate_both=sum(both) / n_draws,
-        success_given_opposite=(sum(b for b, o in zip(both, opp) if o) / n_opp) if n_opp else float("nan"),
+        success_given_opposite=(sum(b for b, o in zip(both, opp, strict=True) if o) / n_opp) if n_opp else float("nan"),
         accuracy_odd=acc_odd, accuracy_even=acc_even)
 
 

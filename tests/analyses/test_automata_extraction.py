@@ -211,7 +211,7 @@ def test_plot_extracted_automaton():
     import matplotlib
 
     matplotlib.use("Agg")
-    from analyses.plot_automata import plot_automaton
+    from analyses.plot.automata import plot_automaton
     from workbench.constructions import construct
 
     task = make_task("fsm:5")

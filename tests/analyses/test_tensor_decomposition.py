@@ -118,7 +118,7 @@ def test_plots_render():
     import matplotlib
 
     matplotlib.use("Agg")
-    from analyses.plot_spectra import (
+    from analyses.plot.spectra import (
         plot_commutators,
         plot_interaction_spectrum,
         plot_norm_dynamics,
@@ -127,7 +127,7 @@ def test_plots_render():
         plot_token_gates,
         plot_unit_circle,
     )
-    from analyses.spectra import analyze_spectra
+    from analyses.spectral import analyze_spectra
 
     m = 5
     A = np.stack([[[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]] for t in 2 * np.pi * np.arange(m) / m])

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from workbench.models import HookedBilinearRNN, ModelConfig, build_model
 
 from .conftest import BASELINES, BILINEAR, make
 
@@ -49,7 +48,7 @@ def test_parity_fast_vs_hooked_loop(variant, kw, normalize, additive, tokens):
     slow, gslow = run(True)
     rel = lambda a, b: float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
     assert rel(fast, slow) < 1e-5, rel(fast, slow)
-    for (name, _), a, b in zip([(n, p) for n, p in m.named_parameters() if p.requires_grad], gfast, gslow):
+    for (name, _), a, b in zip([(n, p) for n, p in m.named_parameters() if p.requires_grad], gfast, gslow, strict=True):
         assert rel(a, b) < 1e-5, (name, rel(a, b))
 
 

@@ -179,7 +179,7 @@ class HookedCausalTransformer(_NoTransitions, HookedRecurrentModule):
         x = self.hook_embed(F.embedding(tokens, self.W_E))
         x = x + sinusoidal_positions(T, self.cfg.d_hidden, x.device, x.dtype)
         mask = nn.Transformer.generate_square_subsequent_mask(T, device=x.device, dtype=x.dtype)
-        for blk, layer in zip(self.blocks, self.layers):
+        for blk, layer in zip(self.blocks, self.layers, strict=True):
             x = layer(x, src_mask=mask, is_causal=True)
             x = blk.hook_state(x)
             x = blk.hook_out(x)

@@ -19,7 +19,7 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None
 
 @dataclass
 class ModelConfig:
-    """Configuration of a bilinear RNN or a baseline (contract fields, see DESIGN.md).
+    """Configuration of a bilinear RNN or a baseline (the contract fields of checkpoints and the CLI).
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backwa
 the gradient of the per-token matrices is accumulated at the end with one GEMM per token.
 
 Layout: time-major ``[T, B, ...]`` and the state as a *row* vector (``h @ A^T``): a ``bmm``
-with column vectors runs ~7x slower on CPU (see ``reference/benchmarks.md``).
+with column vectors runs ~7x slower on CPU (``benchmarks/bench_recurrence.py``).
 
 Methods for the dense recurrence (``method=``):
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 
 # Cost model constants for choose_dense_method, measured on the 2-core CPU of this project
-# (reference/benchmarks.md): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
+# (benchmarks/bench_recurrence.py): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
 _OP_SECONDS = 3.5e-6
 _FLOP_RATE = 6.0e10
 
@@ -102,7 +102,6 @@ def _token_grad_tables(
 
     keys : [N] token per row; X, dU : [N, H]. Returns [V, H, H].
     """
-    H = X.shape[1]
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=n_tokens).tolist()
     return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyses.comparison import (
+from analyses.groups.comparison import (
     character_distance,
     compare_models,
     compare_representations,
@@ -15,8 +15,8 @@ from analyses.comparison import (
     summarize,
     trajectory_fit,
 )
-from analyses.representations import recover_from_matrices, recover_representation
-from analyses import representations as rep_summary
+from analyses.groups.representations import recover_from_matrices, recover_representation
+from analyses.groups import representations as rep_summary
 from workbench.constructions import construct, disguise
 from workbench.models import ModelConfig, build_model
 from workbench.tasks import make_task
@@ -128,7 +128,7 @@ def test_comparison_plot(s4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analyses.plot_representations import plot_comparison
+    from analyses.plot.representations import plot_comparison
 
     a = recover_representation(construct(s4, "full", "3a"), s4)
     for other in ("3a", "regular"):

@@ -3,7 +3,7 @@
 A bilinear RNN trained on a group word problem computes `h_t = A(x_t) h_{t-1}`. If it solves the
 task for every length, the matrices it applies must form a representation of the group on the
 states it reaches, but only up to the symmetries that leave its predictions unchanged
-(`reference/paper-digest.md`, last section):
+(Ebrahimi & Memisevic 2025, the section on learned representations):
 
 (a) a positive scale per token: with per-step normalization and a bias-free readout, `c A_v`
     predicts exactly as `A_v` does; we divide each token's matrix by `|det|^(1/r)`;
@@ -47,11 +47,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._core import model_transitions
+
 __all__ = [
     "IrrepBlock",
     "RepresentationResult",
     "cayley_bfs",
-    "reachable_subspace",
+    "orbit_subspace",
     "normalize_scales",
     "element_matrices",
     "homomorphism_errors",
@@ -163,7 +165,7 @@ def _word(g: int, parent: np.ndarray, parent_token: np.ndarray) -> tuple[int, ..
     return tuple(reversed(word))
 
 
-def reachable_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol: float = 1e-3):
+def orbit_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol: float = 1e-3):
     """Orthonormal basis of the span of the orbit states `A_word(g) h0`, one per element.
 
     States are normalized after every step, which changes nothing about spans but keeps long
@@ -506,7 +508,7 @@ def block_diagonalize(rho, irreps, multiplicities, irrep_names=None, fs=None, co
     T = np.concatenate(columns, axis=1)
     dtype = np.float64 if use_real else np.complex128
     ideal = np.zeros((order, r, r), dtype=dtype)
-    for b, target in zip(blocks, ideal_blocks):
+    for b, target in zip(blocks, ideal_blocks, strict=True):
         ideal[:, b.start:b.stop, b.start:b.stop] = target
     return T.astype(dtype), blocks, ideal
 
@@ -708,7 +710,7 @@ class RepresentationResult:
                  "name": self.irrep_names[i]} for i in range(len(self.irrep_names)) if self.multiplicities[i] != 0]
 
     def to_dict(self) -> dict:
-        """JSON-safe summary (DESIGN's "representation" key plus detail)."""
+        """JSON-safe summary (the "representation" key of `analyze --json` plus detail)."""
         def num(x):
             x = float(x)
             return x if np.isfinite(x) else None
@@ -794,7 +796,7 @@ def recover_from_matrices(
         Tolerance of every yes/no decision (is a representation, faithfulness): relative errors
         and residuals at or below it pass.
     subspace_rtol : float
-        Relative singular-value cut of the reachable subspace (see `reachable_subspace`).
+        Relative singular-value cut of the reachable subspace (see `orbit_subspace`).
     subspace : float array [H, r] with orthonormal columns, or None
         Restrict to this subspace instead of the short-word orbit span (e.g. the persistent
         subspace of `analyses.subspaces`); its invariance residual enters the homomorphism error.
@@ -829,7 +831,7 @@ def recover_from_matrices(
 
     parent, parent_token, bfs_order = cayley_bfs(table, token_elements)
     if subspace is None:
-        Q, sv, _ = reachable_subspace(A, h0, parent, parent_token, bfs_order, rtol=subspace_rtol)
+        Q, sv, _ = orbit_subspace(A, h0, parent, parent_token, bfs_order, rtol=subspace_rtol)
     else:
         Q = np.asarray(subspace, dtype=np.float64)
         if Q.ndim != 2 or Q.shape[0] != A.shape[1] or Q.shape[1] > A.shape[1]:
@@ -907,8 +909,8 @@ def subspace_action_to_hidden(result: "RepresentationResult", inner, token_matri
     `Ã_v = c_v Q W⁻¹ inner_v W Qᵀ + A_v (I - Q Qᵀ)`: ``inner`` [V, r, r] is in the result's gauge
     coordinates `y = W Qᵀ h`, scaled back by the learned token scale `c_v`; on the directions the
     subspace leaves out, the model's own matrices `A_v` [V, H, H] are kept. Used by the causal
-    tests (a transported construction in `analyses.comparison`, the snapped representation in
-    `analyses.idealize`).
+    tests (a transported construction in `analyses.groups.comparison`, the snapped representation in
+    `analyses.groups.snapping`).
     """
     A = np.asarray(token_matrices, dtype=np.float64)
     Q = result.subspace
@@ -927,21 +929,6 @@ def task_group_data(task):
     from workbench.constructions import task_group
 
     return task_group(task)
-
-
-def _model_matrices(model) -> tuple[np.ndarray, np.ndarray]:
-    if not hasattr(model, "transition_matrices"):
-        raise ValueError(f"model variant {getattr(getattr(model, 'cfg', None), 'variant', type(model).__name__)!r} "
-                         "has no transition matrices; representation recovery needs a bilinear model")
-    if getattr(getattr(model, "cfg", None), "additive", False):
-        raise ValueError("model has additive terms (additive=True): its update is affine, not a linear "
-                         "representation; analyse a model without them")
-    import torch
-
-    with torch.no_grad():
-        A = model.transition_matrices().detach().double().cpu().numpy()
-        h0 = model.h0.detach().double().cpu().numpy().reshape(-1)
-    return A, h0
 
 
 def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float = 1e-3,
@@ -965,7 +952,7 @@ def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float
     if subspace not in ("persistent", "reachable"):
         raise ValueError(f"subspace must be 'persistent' or 'reachable', got {subspace!r}")
     group, token_elements = task_group_data(task)
-    A, h0 = _model_matrices(model)
+    A, h0 = model_transitions(model, linear=True)
     if A.shape[0] != len(token_elements):
         raise ValueError(f"model has {A.shape[0]} token matrices but task {task.spec!r} has {len(token_elements)} tokens")
     Q = sv = pers = None
@@ -983,5 +970,5 @@ def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float
 
 
 def summarize(model, task, atol: float = 1e-3) -> dict:
-    """DESIGN's "representation" key of `analyze --json` for one model and group task."""
+    """the "representation" key of `analyze --json` for one model and group task."""
     return recover_representation(model, task, atol=atol).to_dict()

@@ -4,13 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from analyses.spectra import (
+from analyses._core import model_transitions, reachable_subspace
+from analyses.spectral import (
     analyze_spectra,
     commutator_norms,
     lyapunov_exponents,
-    model_transitions,
     normalize_transitions,
-    reachable_subspace,
     token_periods,
 )
 
@@ -98,7 +97,7 @@ def test_commutators_zero_for_diagonal_class_and_not_for_s3():
     rng = np.random.default_rng(2)
     diag = np.stack([np.diag(rng.normal(size=6)) for _ in range(4)])
     assert commutator_norms(diag).max() == 0.0
-    cplx = np.stack([blockdiag(*[r * rot(t) for r, t in zip(rng.uniform(0.5, 2, 3), rng.uniform(0, 6, 3))])
+    cplx = np.stack([blockdiag(*[r * rot(t) for r, t in zip(rng.uniform(0.5, 2, 3), rng.uniform(0, 6, 3), strict=True)])
                      for _ in range(5)])
     assert commutator_norms(cplx).max() < 1e-12
     # S3 permutation matrices: transpositions do not commute
@@ -175,7 +174,7 @@ def test_bad_input_and_baseline_errors():
 
 
 def test_cyclic_constructions_show_roots_of_unity():
-    from analyses.spectra import spectra
+    from analyses.spectral import spectra
     from workbench.constructions import construct
     from workbench.tasks import make_task
 
@@ -194,7 +193,7 @@ def test_cyclic_constructions_show_roots_of_unity():
 def test_diagonal_class_models_have_zero_commutators():
     import torch
 
-    from analyses.spectra import spectra
+    from analyses.spectral import spectra
     from workbench.models import ModelConfig, build_model
 
     torch.manual_seed(0)
@@ -207,7 +206,7 @@ def test_diagonal_class_models_have_zero_commutators():
 
 
 def test_nonabelian_construction_commutes_not():
-    from analyses.spectra import summarize
+    from analyses.spectral import summarize
     from workbench.constructions import construct
     from workbench.tasks import make_task
 
@@ -222,7 +221,7 @@ def test_planted_phase_drift_predicts_measured_break():
 
     import torch
 
-    from analyses.spectra import break_prediction_check, summarize
+    from analyses.spectral import break_prediction_check, summarize
     from workbench.constructions import construct
     from workbench.tasks import make_task
 
@@ -242,7 +241,7 @@ def test_planted_phase_drift_predicts_measured_break():
 
 
 def test_baselines_raise():
-    from analyses.spectra import summarize
+    from analyses.spectral import summarize
     from workbench.models import ModelConfig, build_model
     from workbench.tasks import make_task
 

@@ -43,54 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
-BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
-
-
-# ----------------------------------------------------------------------------- model access
-
-
-def _variant(model) -> str:
-    cfg = getattr(model, "cfg", None)
-    return getattr(cfg, "variant", None) or getattr(model, "variant", "unknown")
-
-
-def model_transitions(model) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-token transition matrices and start state of a bilinear model, float64.
-
-    Returns
-    -------
-    A : array, (V, H, H)
-        ``A[v]`` maps ``h_{t-1}`` to ``h_t`` when token ``v`` is read (before normalization).
-    h0 : array, (H,) or None
-        The start state (``model.h0``) when the model has one.
-
-    Raises
-    ------
-    ValueError
-        For baselines (LSTM, GRU, Elman, Transformer): they have no per-token linear transition.
-    """
-    variant = _variant(model)
-    if variant in BASELINE_VARIANTS or not hasattr(model, "transition_matrices"):
-        raise ValueError(
-            f"spectra need a bilinear model with transition_matrices(); got variant {variant!r}. "
-            f"Accepted variants: {', '.join(BILINEAR_VARIANTS)}. Baselines have no per-token "
-            "linear transition: use analyses.automata_extraction or analyses.probing instead."
-        )
-    import torch
-
-    with torch.no_grad():
-        A = model.transition_matrices().detach().cpu().double().numpy()
-        h0 = getattr(model, "h0", None)
-        if h0 is None and hasattr(model, "blocks"):  # positive_diag keeps h0 per layer
-            h0 = getattr(model.blocks[0], "h0", None)
-        h0 = None if h0 is None else h0.detach().cpu().double().numpy().reshape(-1)
-    if A.ndim == 4:  # positive_diag with n_layers > 1: analyse the first layer (the one fed by h0)
-        A = A[0]
-    if A.ndim != 3 or A.shape[1] != A.shape[2]:
-        raise ValueError(f"transition_matrices() returned shape {A.shape}; expected [V, H, H]")
-    return A, h0
-
+from analyses._core import model_transitions, reachable_subspace, variant_of
+from workbench.variants import COMPLEX_VARIANTS
 
 def token_periods(automaton) -> np.ndarray:
     """Period of each token's state map on the minimal automaton.
@@ -125,52 +79,6 @@ def token_periods(automaton) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- pure arithmetic
-
-
-def reachable_subspace(A: np.ndarray, h0: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
-    """Orthonormal basis of the smallest subspace containing ``h0`` and invariant under every ``A_v``.
-
-    Krylov expansion: apply every ``A_v`` to every new basis vector, keep the part orthogonal to
-    the basis when its norm exceeds ``rtol`` times the vector's norm (two Gram-Schmidt passes).
-
-    Parameters
-    ----------
-    A : array, (V, H, H)
-    h0 : array, (H,), non-zero
-    rtol : float
-        Relative residual below which a new direction is considered already spanned.
-
-    Returns
-    -------
-    Q : array, (H, r)
-        Orthonormal columns; ``r = H`` for a generic learned model.
-    """
-    A = np.asarray(A, dtype=np.float64)
-    h0 = np.asarray(h0, dtype=np.float64).reshape(-1)
-    if A.ndim != 3 or A.shape[1] != A.shape[2] or h0.shape[0] != A.shape[1]:
-        raise ValueError(f"need A [V, H, H] and h0 [H]; got {A.shape} and {h0.shape}")
-    norm = np.linalg.norm(h0)
-    if not norm > 0:
-        raise ValueError("h0 is zero: a bilinear model with a zero start state never leaves it")
-    H = A.shape[1]
-    basis = [h0 / norm]
-    queue = [basis[0]]
-    while queue and len(basis) < H:
-        q = queue.pop(0)
-        for w in A @ q:  # [V, H]: every token applied to q
-            wn = np.linalg.norm(w)
-            if wn == 0:
-                continue
-            Q = np.stack(basis, 1)
-            r = w - Q @ (Q.T @ w)
-            r = r - Q @ (Q.T @ r)
-            rn = np.linalg.norm(r)
-            if rn > rtol * wn:
-                basis.append(r / rn)
-                queue.append(basis[-1])
-                if len(basis) == H:
-                    break
-    return np.stack(basis, 1)
 
 
 def normalize_transitions(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +234,7 @@ class SpectraResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        """JSON-safe summary (DESIGN's ``spectra`` key)."""
+        """JSON-safe summary (the ``spectra`` key of ``analyze --json``)."""
         def num(x):
             if x is None:
                 return None
@@ -356,7 +264,7 @@ class SpectraResult:
         }
 
     def plot(self, **kw):
-        from analyses.plot_spectra import plot_unit_circle
+        from analyses.plot.spectra import plot_unit_circle
 
         return plot_unit_circle(self, **kw)
 
@@ -546,9 +454,9 @@ def spectra(model, task=None, train_length: int = 10, persistent: bool = True,
             raise ValueError(
                 f"task {task.spec!r} has {periods.shape[0]} tokens but the model has {A.shape[0]}")
         m = _cyclic_modulus(task)
-    variant = _variant(model)
+    variant = variant_of(model)
     res = analyze_spectra(A, h0, periods=periods, cyclic_m=m, train_length=train_length,
-                          rotation_blocks=variant in ("rotation", "complex_diag"), **kw)
+                          rotation_blocks=variant in COMPLEX_VARIANTS, **kw)
     if persistent and h0 is not None:
         add_persistent(res, A, h0, periods, **(persistent_kw or {}))
     if getattr(getattr(model, "cfg", None), "additive", False) or variant == "positive_diag":
@@ -577,5 +485,5 @@ def break_prediction_check(model, task, lengths=(10, 50, 100, 500), n_sequences:
 
 
 def summarize(model, task) -> dict:
-    """DESIGN's ``spectra`` key: ``max_phase_error``, ``max_commutator`` and more (JSON-safe)."""
+    """the ``spectra`` key of ``analyze --json``: ``max_phase_error``, ``max_commutator`` and more (JSON-safe)."""
     return spectra(model, task).summary()

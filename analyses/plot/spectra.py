@@ -1,4 +1,4 @@
-"""Plots for analyses.spectra and analyses.tensor_decomposition (weight-based views).
+"""Plots for analyses.spectral and analyses.tensor_decomposition (weight-based views).
 
 Each function takes a result dataclass, draws on ``ax`` (a new figure when None) and returns the
 figure. No arithmetic beyond layout happens here.

@@ -1,4 +1,4 @@
-"""Plots for `analyses.representations` and `analyses.comparison` (no arithmetic here).
+"""Plots for `analyses.groups.representations` and `analyses.groups.comparison` (no arithmetic here).
 
 Each function takes a result dataclass, draws on a given matplotlib Axes (or a new figure) and
 returns the figure.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyses.comparison import ComparisonResult
-from analyses.representations import RepresentationResult
+from analyses.groups.comparison import ComparisonResult
+from analyses.groups.representations import RepresentationResult
 
 __all__ = ["plot_characters", "plot_multiplicities", "plot_change_of_basis", "plot_comparison",
            "plot_representation"]
@@ -34,7 +34,7 @@ def plot_characters(result: RepresentationResult, ax=None):
     mean = np.array([chi[c].mean() for c in classes])
     spread = np.array([np.ptp(chi[c]) for c in classes])
     predicted = (result.multiplicities @ result.irrep_characters).real
-    for i, name in enumerate(result.irrep_names):
+    for i in range(len(result.irrep_names)):
         ax.plot(x, [result.irrep_characters[i][c[0]].real for c in classes], color="0.8", lw=1, zorder=1)
     ax.plot(x, [predicted[c[0]] for c in classes], "s", mfc="none", mec="C1", ms=10, label="Σ m·χ (table)", zorder=2)
     ax.errorbar(x, mean, yerr=spread / 2, fmt="o", color="C0", label="learned χ", zorder=3)
@@ -52,7 +52,7 @@ def plot_multiplicities(result: RepresentationResult, ax=None):
     x = np.arange(len(result.irrep_names))
     ax.bar(x, result.raw_multiplicities.real, color="C0", alpha=0.7, label="<χ, χ_i>")
     ax.plot(x, result.multiplicities, "k_", ms=20, mew=2, label="rounded")
-    ax.set_xticks(x, [f"{n}\n(d={d})" for n, d in zip(result.irrep_names, result.irrep_dims)])
+    ax.set_xticks(x, [f"{n}\n(d={d})" for n, d in zip(result.irrep_names, result.irrep_dims, strict=True)])
     ax.set_ylabel("multiplicity")
     ax.set_title(f"irrep multiplicities (residual {result.multiplicity_residual:.1e})")
     ax.legend(fontsize=8)

@@ -1,10 +1,10 @@
 """Learned against constructed: is the trained solution the hand-built one, up to symmetry?
 
 Two bilinear models of the same group task predict identically when their transitions agree up to
-the symmetries of the prediction (`reference/paper-digest.md`, last section): a positive scale per
+the symmetries of the prediction (see `analyses.groups.representations`): a positive scale per
 token, a change of basis, the reachable subspace, and a separate invertible map per isotypic
 component (the commutant: a scale per irreducible block, and mixing of equal copies). Both models
-first go through `analyses.representations` (which removes the scale and restricts to the reachable
+first go through `analyses.groups.representations` (which removes the scale and restricts to the reachable
 subspace, giving `rho_l` of dimension r_l and `rho_c` of dimension r_c); then, all invariant to
 those symmetries:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.representations import RepresentationResult, _fmt, _rel_err, subspace_action_to_hidden
+from analyses.groups.representations import RepresentationResult, _fmt, _rel_err, subspace_action_to_hidden
 
 __all__ = [
     "ComparisonResult",
@@ -115,7 +115,7 @@ def intertwiner_space(rho_c_gens, rho_l_gens, rtol: float = 1e-3):
     dtype = np.result_type(C, L, np.float64)
     Ic, Il = np.eye(rc), np.eye(rl)
     G = np.zeros((rl * rc, rl * rc), dtype=dtype)
-    for c, l in zip(C, L):
+    for c, l in zip(C, L, strict=True):
         # Row-major vec: vec(X c) = (I ⊗ cᵀ) vec X and vec(l X) = (l ⊗ I) vec X, so with t = cᵀ,
         # K = I⊗t - l⊗I and KᴴK = I⊗tᴴt - l⊗tᴴ - lᴴ⊗t + lᴴl⊗I (never forming K itself).
         ct = c.T
@@ -296,7 +296,7 @@ class ComparisonResult:
             "intertwiner_gap": [num(x) for x in self.intertwiner_gap],
             "equivalent": bool(self.equivalent),
             "similarity_residual": num(self.similarity_residual),
-            "block_residuals": {n: num(x) for n, x in zip(self.block_names, self.block_residuals)},
+            "block_residuals": {n: num(x) for n, x in zip(self.block_names, self.block_residuals, strict=True)},
             "start_state_residual": num(self.start_state_residual),
             "intertwining_residual": num(self.intertwining_residual),
             "trajectory_r2": num(self.trajectory_r2),
@@ -437,7 +437,6 @@ def transplant_matrices(comparison: ComparisonResult, learned: RepresentationRes
     array [V, H, H]
     """
     A = np.asarray(token_matrices, dtype=np.float64)
-    Q = learned.subspace
     inner = comparison.transplant[learned.token_elements]  # [V, r, r]
     if np.iscomplexobj(inner):
         if np.abs(inner.imag).max() > 1e-6 * max(np.abs(inner).max(), 1e-300):
@@ -536,7 +535,8 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
     -------
     (ComparisonResult, learned RepresentationResult, constructed RepresentationResult)
     """
-    from analyses.representations import _model_matrices, recover_representation
+    from analyses._core import model_transitions
+    from analyses.groups.representations import recover_representation
 
     if constructed_model is None:
         constructed_model, name = _default_construction(learned_model, task)
@@ -547,7 +547,7 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
     constructed = recover_representation(constructed_model, task, atol=atol)
     result = compare_representations(learned, constructed, construction=construction, rtol=rtol)
     if causal_length:
-        A, _ = _model_matrices(learned_model)
+        A, _ = model_transitions(learned_model, linear=True)
         try:
             mats = transplant_matrices(result, learned, A)
         except ValueError as exc:
@@ -560,7 +560,7 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
 
 
 def summarize(model, task, atol: float = 1e-3, rtol: float = 1e-3) -> dict:
-    """DESIGN's "comparison" key of `analyze --json`.
+    """the "comparison" key of `analyze --json`.
 
     Compares against the construction of the model's own variant (the paper's hand-built solution:
     the FSM tensor for full / cp / block, the rotation solution for rotation and complex_diag,

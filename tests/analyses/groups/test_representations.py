@@ -4,7 +4,7 @@ non-orthogonal change of basis, unreached junk directions, per-token positive sc
 import numpy as np
 import pytest
 
-from analyses.representations import (
+from analyses.groups.representations import (
     block_diagonalize,
     cayley_bfs,
     character_multiplicities,
@@ -66,7 +66,7 @@ def S4():
 def test_planted_s4_recovered_exactly(S4):
     rng = np.random.default_rng(0)
     names = S4.irrep_names()
-    irr = dict(zip(names, S4.irreps()))
+    irr = dict(zip(names, S4.irreps(), strict=True))
     rho = direct_sum(irr["3a"], irr["2a"], irr["trivial"])
     A, h0, _ = hide(rho, 9, rng, noise=1e-7)
     res = recover(S4, A, h0)
@@ -93,7 +93,7 @@ def test_planted_s4_recovered_exactly(S4):
 def test_generator_tokens_and_noise_scaling(S4):
     """/gens tasks: only the generators are tokens; errors scale with the planted noise."""
     names = S4.irrep_names()
-    irr = dict(zip(names, S4.irreps()))
+    irr = dict(zip(names, S4.irreps(), strict=True))
     rho = direct_sum(irr["3b"], irr["sign"])
     errs = []
     for noise in (1e-8, 1e-5):
@@ -139,7 +139,7 @@ def test_nearly_a_representation_fails_at_tolerance(S4):
     """A representation with a 1e-2 perturbation of one token: errors of that size, rejected at
     atol 1e-3, accepted at atol 1e-1 (the decision follows the tolerance, the numbers do not)."""
     rng = np.random.default_rng(4)
-    irr = dict(zip(S4.irrep_names(), S4.irreps()))
+    irr = dict(zip(S4.irrep_names(), S4.irreps(), strict=True))
     rho = irr["3a"].copy()
     rho[5] = rho[5] + 1e-2 * rng.normal(size=(3, 3))
     A, h0, _ = hide(rho, 3, rng, noise=0)
@@ -157,7 +157,7 @@ def test_nearly_a_representation_fails_at_tolerance(S4):
 def test_unfaithful_kernel(S4):
     """2a ⊕ trivial factors through S4 → S3: its kernel is the Klein four-group."""
     rng = np.random.default_rng(5)
-    irr = dict(zip(S4.irrep_names(), S4.irreps()))
+    irr = dict(zip(S4.irrep_names(), S4.irreps(), strict=True))
     A, h0, _ = hide(direct_sum(irr["2a"], irr["trivial"]), 4, rng, noise=1e-9)
     res = recover(S4, A, h0)
     assert res.is_representation and not res.faithful
@@ -206,7 +206,7 @@ def test_a5_generators_and_bfs():
         assert pos[parent[g]] < pos[g]
         assert A5.table[A5.generators[parent_token[g]], parent[g]] == g
     rng = np.random.default_rng(8)
-    irr = dict(zip(A5.irrep_names(), A5.irreps()))
+    irr = dict(zip(A5.irrep_names(), A5.irreps(), strict=True))
     rho = direct_sum(irr["5a"], irr["3a"])
     A, h0, _ = hide(rho[A5.generators], 10, rng, noise=1e-9)
     res = recover(A5, A, h0, tokens=A5.generators)
@@ -240,10 +240,10 @@ def test_plots_draw(S4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analyses.plot_representations import plot_change_of_basis, plot_characters, plot_multiplicities
+    from analyses.plot.representations import plot_change_of_basis, plot_characters, plot_multiplicities
 
     rng = np.random.default_rng(9)
-    irr = dict(zip(S4.irrep_names(), S4.irreps()))
+    irr = dict(zip(S4.irrep_names(), S4.irreps(), strict=True))
     A, h0, _ = hide(direct_sum(irr["3a"], irr["trivial"]), 5, rng, noise=1e-9)
     res = recover(S4, A, h0)
     for fig in (plot_characters(res), plot_multiplicities(res), plot_change_of_basis(res, tokens=[1, 2])):

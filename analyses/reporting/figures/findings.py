@@ -1,7 +1,7 @@
 """The analyses of zoo models that figures and the report show, run once each and memoised.
 
-Every number comes from an analysis module (``analyses.spectra``, ``analyses.representations``,
-``analyses.comparison``, ``analyses.automata_extraction``, ``analyses.probing``); every sentence
+Every number comes from an analysis module (``analyses.spectral``, ``analyses.groups.representations``,
+``analyses.groups.comparison``, ``analyses.automata_extraction``, ``analyses.probing``); every sentence
 is the result object's own (``sentence()`` / ``.sentence``) where it has one. Spectra and
 patching results have no sentence method, so :func:`spectra_sentence` and
 :func:`patching_sentence` state their fields in words, without computing anything new.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from analyses.figures.zoo_data import Zoo
+from analyses.reporting.figures.zoo_data import Zoo
 
 #: Patching sweep settings for the report: pairs differing in one token 10 steps before the end,
 #: so the difference survives in the state (an early change can be forgotten by synchronising
@@ -55,8 +55,8 @@ class Findings:
         return name
 
     def spectra(self, name: str):
-        """``analyses.spectra.spectra(model, task)`` -> SpectraResult."""
-        from analyses.spectra import spectra
+        """``analyses.spectral.spectra(model, task)`` -> SpectraResult."""
+        from analyses.spectral import spectra
 
         def run():
             model, task = self.zoo.load(name)
@@ -64,8 +64,8 @@ class Findings:
         return self._memo(("spectra", name), run)
 
     def representation(self, name: str):
-        """``analyses.representations.recover_representation`` -> RepresentationResult."""
-        from analyses.representations import recover_representation
+        """``analyses.groups.representations.recover_representation`` -> RepresentationResult."""
+        from analyses.groups.representations import recover_representation
 
         def run():
             model, task = self.zoo.load(name)
@@ -81,19 +81,19 @@ class Findings:
             return state_drift(model, task)
         return self._memo(("drift", name), run)
 
-    def idealized(self, name: str, lengths=(500, 5000), n_sequences: int = 64):
-        """``analyses.idealize.idealize`` (the representation snapped to exact) -> IdealizedResult."""
-        from analyses.idealize import idealize
+    def snapped(self, name: str, lengths=(500, 5000), n_sequences: int = 64):
+        """``analyses.groups.snapping.snap_transitions`` (the representation snapped to exact) -> SnappedResult."""
+        from analyses.groups.snapping import snap_transitions
 
         def run():
             model, task = self.zoo.load(name)
-            return idealize(model, task, lengths=lengths, n_sequences=n_sequences, rep=self.representation(name))
-        return self._memo(("idealized", name, tuple(lengths), n_sequences), run)
+            return snap_transitions(model, task, lengths=lengths, n_sequences=n_sequences, rep=self.representation(name))
+        return self._memo(("snapped", name, tuple(lengths), n_sequences), run)
 
     def comparison(self, name: str, causal_sequences: int = 32):
-        """``analyses.comparison.compare_models`` against the variant's construction, causal swap
+        """``analyses.groups.comparison.compare_models`` against the variant's construction, causal swap
         test at length 500 on ``causal_sequences`` sequences -> ComparisonResult."""
-        from analyses.comparison import compare_models
+        from analyses.groups.comparison import compare_models
 
         def run():
             model, task = self.zoo.load(name)
