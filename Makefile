@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m ruff check . && $(PY) -m pytest -q
 
 report: $(STAMP)
 	$(PY) -m workbench report --out reports/

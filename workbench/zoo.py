@@ -503,7 +503,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
           "normalized = (acc − chance)/(1 − chance).\n",
           "## Reproduction table (chance-normalized accuracy at length 500)\n",
           "Each cell: ours median / best over seeds (paper). Paper numbers: "
-          "the paper's Table 2 and Table 3; `posdiag1/2` are compared with the paper's Mamba row.\n",
+          "the paper's hierarchy tables; `posdiag1/2` are compared with the paper's Mamba row.\n",
           reproduction_table(rows), "",
           "### Group and modular-arithmetic tasks\n",
           reproduction_table(rows, tasks=GROUP_TASKS, variants=GROUP_KEYS), "",

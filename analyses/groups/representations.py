@@ -3,7 +3,7 @@
 A bilinear RNN trained on a group word problem computes `h_t = A(x_t) h_{t-1}`. If it solves the
 task for every length, the matrices it applies must form a representation of the group on the
 states it reaches, but only up to the symmetries that leave its predictions unchanged
-(Ebrahimi & Memisevic 2025, the section on learned representations):
+(the argument, in our words):
 
 (a) a positive scale per token: with per-step normalization and a bias-free readout, `c A_v`
     predicts exactly as `A_v` does; we divide each token's matrix by `|det|^(1/r)`;
