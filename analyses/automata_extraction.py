@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
+
 STATE_HOOK = "blocks.0.hook_state"
 H0_HOOK = "blocks.0.hook_h0"
 
@@ -450,8 +452,8 @@ class Mismatch:
     expected: int        # task: true next state, or the true output
 
 
-@dataclass
-class ExtractionResult:
+@dataclass(repr=False)
+class ExtractionResult(Result):
     """Automaton extracted from hidden states (see module docstring).
 
     ``transitions`` [K(+1), V], ``outputs`` [K(+1)]: the raw table over clusters (+1 sink state when
@@ -477,7 +479,7 @@ class ExtractionResult:
     cluster_state: np.ndarray      # (K,) majority true minimal state per cluster (-1 if unknown)
     start: int = 0                 # the start cluster (where h_0 falls)
     minimal: object = None         # the minimised extracted Automaton
-    sentence: str = ""
+    description: str = ""          # the finding in words (returned by `sentence()`)
     notes: list[str] = field(default_factory=list)
     n_folded: int = 0              # partially observed clusters folded away (``fold_partial_clusters``)
 
@@ -491,12 +493,15 @@ class ExtractionResult:
                 "state_purity": sp if np.isfinite(sp) else None, "conflicts": int(self.conflicts),
                 "missing": int(self.missing), "stable": bool(self.stable),
                 "gap_ratio": float(self.gap_ratio) if np.isfinite(self.gap_ratio) else None,
-                "sentence": self.sentence}
+                "sentence": self.description}
 
-    def plot(self, **kw):
+    def sentence(self) -> str:
+        return self.description
+
+    def plot(self, ax=None, task=None, token_names=None):
         from analyses.plot.automata import plot_extracted_automaton
 
-        return plot_extracted_automaton(self, **kw)
+        return plot_extracted_automaton(self, task=task, ax=ax, token_names=token_names)
 
 
 def _majority(keys: np.ndarray, values: np.ndarray, n_keys: int, n_values: int):
@@ -708,7 +713,7 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
         state_purity=state_purity, conflicts=tab["conflicts"], missing=n_missing,
         gap_ratio=cl.gap_ratio, tol=cl.tol, stable=bool(stable),
         start_output_observed=tab["start_output_observed"], transitions=tab["transitions"],
-        outputs=outputs, cluster_state=cs, start=start, minimal=minimal, sentence=sentence, notes=notes,
+        outputs=outputs, cluster_state=cs, start=start, minimal=minimal, description=sentence, notes=notes,
         n_folded=n_folded)
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
 from analyses._core import model_transitions, normalized_step
 
 __all__ = ["DriftResult", "checkpoint_steps", "drift_from_matrices", "state_drift", "summarize"]
@@ -52,8 +53,8 @@ def checkpoint_steps(start: int, max_length: int) -> np.ndarray:
     return np.array(sorted(set(steps)), dtype=np.int64)
 
 
-@dataclass
-class DriftResult:
+@dataclass(repr=False)
+class DriftResult(Result):
     """The measured walk of the states away from their short-length positions, and its forecast."""
 
     steps: np.ndarray                  # [K] checkpoint steps
@@ -84,7 +85,8 @@ class DriftResult:
         return (head + f"; growth ~ t^{self.exponent:.2f} (fit rms {self.fit_residual:.2g} in log units), "
                 f"predicted to reach the margin near length {self.predicted_break_length:,.0f}")
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """JSON-safe summary (the ``drift`` key of ``analyze --json``)."""
         def num(x):
             x = float(x)
             return x if math.isfinite(x) else None
@@ -104,6 +106,11 @@ class DriftResult:
             "unreferenced_fraction": float(self.unreferenced_fraction),
             "summary": self.sentence(),
         }
+
+    def plot(self, ax=None, title: str | None = None):
+        from analyses.plot.drift import plot_drift
+
+        return plot_drift(self, ax=ax, title=title)
 
 
 def drift_from_matrices(A, h0, tokens, states, reference_steps: tuple[int, int] = (10, 50),
@@ -231,4 +238,4 @@ def state_drift(model, task, max_length: int = 2000, n_sequences: int = 64, seed
 
 def summarize(model, task) -> dict:
     """The ``drift`` key of ``analyze --json``."""
-    return state_drift(model, task).to_dict()
+    return state_drift(model, task).summary()

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analyses._core import model_transitions, reachable_subspace, variant_of
+from analyses._result import Result
+from analyses._result import format_number as _num
 from workbench.variants import COMPLEX_VARIANTS
 
 def token_periods(automaton) -> np.ndarray:
@@ -198,8 +200,8 @@ def lyapunov_exponents(
 # ----------------------------------------------------------------------------- result
 
 
-@dataclass
-class SpectraResult:
+@dataclass(repr=False)
+class SpectraResult(Result):
     """Spectra of the normalized per-token transitions of one model.
 
     Shapes: V tokens, H hidden units, r = dimension of the reachable subspace.
@@ -215,17 +217,17 @@ class SpectraResult:
     max_commutator: float
     periods: np.ndarray | None         # (V,) expected root-of-unity order per token, when a task is given
     phase_errors: np.ndarray | None    # (V, r) signed radians, NaN for non-persistent eigenvalues
-    max_phase_error: float | None      # max |phase error| over persistent eigenvalues
+    max_phase_error_reachable: float | None   # max |phase error| over persistent eigenvalues, reachable subspace
     frequencies: list[int] | None      # cyclic tasks: detected frequencies k of the +1 token
     subdominant_ratio: np.ndarray      # (V,) largest normalized modulus below 1 - unit_atol (0 if none)
     token_decay_length: np.ndarray     # (V,) steps until that direction shrinks by decay_tol (inf if none)
     lyapunov: np.ndarray               # (r,) exponents of random products of normalized matrices
     lyapunov_decay_length: np.ndarray  # (r,) ln(1/decay_tol) / (g_1 - g_i), inf where equal
-    predicted_break_length: float      # first decay length beyond the training lengths, or phase bound
+    spectral_break_length: float      # first decay length beyond the training lengths, or phase bound
     phase_break_length: float | None   # pi / (m * max phase error), cyclic-like tasks
     rotation_angles: np.ndarray | None = None   # (V, H/2) radians per 2x2 block (rotation/complex)
     # Persistent subspace (analyses.subspaces): where states live after transients. When set,
-    # max_phase_error / max_commutator in `summary()` are these, the reachable ones kept beside.
+    # `max_phase_error` is read there, the reachable number kept beside.
     persistent_subspace: dict | None = None
     persistent_eigenvalues: np.ndarray | None = None   # (V, p) of Qᵀ A_v Q / radius
     max_phase_error_persistent: float | None = None
@@ -241,15 +243,14 @@ class SpectraResult:
             x = float(x)
             return x if math.isfinite(x) else None
 
-        pers = self.persistent_subspace is not None
         # Phases are read where the state lives (the persistent subspace). Commutators are taken
         # on the reachable space: there they are exactly zero for the diagonal class by
         # construction, while restricting to a subspace that is only approximately invariant adds
         # its own error (~1e-5); the persistent number is kept beside it.
         return {
-            "max_phase_error": num(self.max_phase_error_persistent if pers else self.max_phase_error),
+            "max_phase_error": num(self.max_phase_error),
             "max_commutator": num(self.max_commutator),
-            "max_phase_error_reachable": num(self.max_phase_error),
+            "max_phase_error_reachable": num(self.max_phase_error_reachable),
             "max_commutator_persistent": num(self.max_commutator_persistent),
             "persistent_subspace": self.persistent_subspace,
             "reachable_dim": int(self.reachable_dim),
@@ -258,15 +259,38 @@ class SpectraResult:
             "min_subdominant_decay_length": num(np.min(self.token_decay_length)),
             # rate at which the second direction dies relative to the first (0: group-like)
             "lyapunov_gap": num(self.lyapunov[0] - self.lyapunov[1]) if self.lyapunov.size > 1 else 0.0,
-            "predicted_break_length": num(self.predicted_break_length),
+            "spectral_break_length": num(self.spectral_break_length),
             "phase_break_length": num(self.phase_break_length),
             "invariance_residual": num(self.invariance_residual),
         }
 
-    def plot(self, **kw):
+    @property
+    def max_phase_error(self) -> float | None:
+        """Max |phase error| where the states live: the persistent subspace when computed,
+        else the reachable one (the ``max_phase_error`` of ``summary()``)."""
+        if self.persistent_subspace is not None:
+            return self.max_phase_error_persistent
+        return self.max_phase_error_reachable
+
+    def sentence(self) -> str:
+        s = self.summary()
+        parts = [f"{s['n_persistent']} persistent eigenvalues on a {s['reachable_dim']}-dim reachable subspace"]
+        if s["max_phase_error"] is not None:
+            parts.append(f"max phase error {_num(s['max_phase_error'])} rad from the expected roots of unity")
+        if s["frequencies"]:
+            parts.append(f"frequencies of token 1: {s['frequencies']}")
+        parts.append(f"max relative commutator {_num(s['max_commutator'])}")
+        brk = self.spectral_break_length
+        parts.append("no predicted break length" if math.isinf(brk) else f"predicted break length {_num(brk)} steps")
+        text = "; ".join(parts)
+        if self.notes:
+            text += " (" + "; ".join(self.notes) + ")"
+        return text
+
+    def plot(self, ax=None, **kw):
         from analyses.plot.spectra import plot_unit_circle
 
-        return plot_unit_circle(self, **kw)
+        return plot_unit_circle(self, ax=ax, **kw)
 
 
 def analyze_spectra(
@@ -387,9 +411,9 @@ def analyze_spectra(
     return SpectraResult(
         radius=radius, eigenvalues=eig, persistent=persistent, persist_threshold=threshold,
         reachable_dim=Q.shape[1], invariance_residual=float(inv_res.max()), commutators=C,
-        max_commutator=max_comm, periods=periods, phase_errors=perr, max_phase_error=max_perr,
+        max_commutator=max_comm, periods=periods, phase_errors=perr, max_phase_error_reachable=max_perr,
         frequencies=freqs, subdominant_ratio=sub, token_decay_length=tok_decay, lyapunov=gamma,
-        lyapunov_decay_length=lyap_decay, predicted_break_length=predicted,
+        lyapunov_decay_length=lyap_decay, spectral_break_length=predicted,
         phase_break_length=phase_break, rotation_angles=angles, rotation_moduli=moduli, notes=notes,
     )
 
@@ -420,7 +444,7 @@ def add_persistent(res: SpectraResult, A: np.ndarray, h0: np.ndarray, periods=No
     B = np.swapaxes(Q, 0, 1)[None] @ (A @ Q)
     Bn, _ = normalize_transitions(B)
     eig = np.linalg.eigvals(Bn)
-    res.persistent_subspace = ps.to_dict()
+    res.persistent_subspace = ps.summary()
     res.persistent_eigenvalues = eig
     res.max_commutator_persistent = float(commutator_norms(B).max()) if B.shape[0] > 1 else 0.0
     if periods is not None and eig.size:
@@ -470,7 +494,7 @@ def break_prediction_check(model, task, lengths=(10, 50, 100, 500), n_sequences:
 
     Returns
     -------
-    dict with ``predicted_break_length`` (float, inf = no break), ``accuracy`` {length: acc},
+    dict with ``spectral_break_length`` (float, inf = no break), ``accuracy`` {length: acc},
     ``chance`` and ``consistent`` (bool: accuracy at lengths well below the prediction is high and
     at lengths well above it is low, each judged at half way between chance and 1).
     """
@@ -479,9 +503,9 @@ def break_prediction_check(model, task, lengths=(10, 50, 100, 500), n_sequences:
     res = spectra(model, task, train_length=train_length)
     acc = evaluate(model, task, list(lengths), n_sequences=n_sequences, seed=seed)
     mid = 0.5 * (1 + task.chance)
-    L = res.predicted_break_length
+    L = res.spectral_break_length
     ok = all((a >= mid) if n < L / 2 else (a < mid) if n > 2 * L else True for n, a in acc.items())
-    return {"predicted_break_length": L, "accuracy": acc, "chance": task.chance, "consistent": ok}
+    return {"spectral_break_length": L, "accuracy": acc, "chance": task.chance, "consistent": ok}
 
 
 def summarize(model, task) -> dict:

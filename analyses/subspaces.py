@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analyses._result import Result
 from analyses._core import model_transitions, normalized_step, reachable_subspace
 
 __all__ = ["PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace", "late_states"]
@@ -74,8 +75,8 @@ def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int 
     return out.reshape(-1, A.shape[1])
 
 
-@dataclass
-class PersistentSubspace:
+@dataclass(repr=False)
+class PersistentSubspace(Result):
     """Where the states live after transients: basis, its evidence, and the transient part.
 
     Shapes: H hidden size, r persistent dimension.
@@ -102,7 +103,8 @@ class PersistentSubspace:
         """Short-word span dimension minus persistent dimension."""
         return max(0, self.reachable_dimension - self.dimension)
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """JSON-safe summary (kept under ``persistent_subspace`` in the spectra and representation keys)."""
         def num(x):
             x = float(x)
             return x if math.isfinite(x) else None
@@ -120,6 +122,16 @@ class PersistentSubspace:
             "transient_decay_length": num(self.transient_decay_length),
             "burn_in": int(self.burn_in),
         }
+
+    def sentence(self) -> str:
+        return (f"states settle in a {self.dimension}-dim persistent subspace after {int(self.burn_in)} steps "
+                f"(short words reach {int(self.reachable_dimension)} dims; gap {self.gap:.3g}, "
+                f"invariance residual {self.invariance_residual:.1e})")
+
+    def plot(self, ax=None):
+        from analyses.plot.spectra import plot_persistent_subspace
+
+        return plot_persistent_subspace(self, ax=ax)
 
 
 def _cut(sv: np.ndarray, rtol: float, min_gap: float) -> tuple[int, float]:

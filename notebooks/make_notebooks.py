@@ -78,10 +78,10 @@ NOTEBOOKS["02_hooks_and_patching"] = [
            "and measure how much of the clean−corrupted logit difference comes back, with bootstrap "
            "intervals over pairs."),
     ("code", 'from analyses.reporting.figures import Findings, Zoo, patching_map\n'
-             'from analyses.reporting.figures.findings import patching_changed_step, patching_sentence\n'
+             'from analyses.reporting.figures.findings import patching_changed_step\n'
              'findings = Findings(Zoo.open())\n'
              'res = findings.patching("modarith5_full_s0")\n'
-             'print(patching_sentence(res, patching_changed_step(task)))\n'
+             'print(res.sentence(patching_changed_step(task)))\n'
              'patching_map(res);'),
     ("md", "The state carries the difference from the changed token to the answer; the readout "
            "site matters only at the answer step; the embedding only at the changed token itself."),
@@ -94,11 +94,10 @@ NOTEBOOKS["03_transition_spectra"] = [
            "unity; a phase error ε per step reaches the decision boundary after about π/(m ε) steps."),
     ("code", SETUP),
     ("code", 'from analyses.reporting.figures import Findings, Zoo, spectra_panels, unit_circle_spectra\n'
-             'from analyses.reporting.figures.findings import spectra_sentence\n'
              'findings = Findings(Zoo.open())\n'
              'panels = spectra_panels(findings, "cyclic:5")\n'
              'for title, res in panels:\n'
-             '    print(title, "->", spectra_sentence(res))\n'
+             '    print(title, "->", res.sentence())\n'
              'unit_circle_spectra(panels);'),
     ("md", "Does the spectrum predict where accuracy breaks? `break_prediction_check` compares the "
            "predicted break length with measured accuracy per length."),
@@ -159,7 +158,7 @@ NOTEBOOKS["05_learned_vs_constructed"] = [
     ("code", 'from analyses.groups.comparison import compare_models\n'
              'from analyses.reporting.figures import comparison_figure\n'
              'model, task = workbench.load_checkpoint("groupS3_full_s0")\n'
-             'result, learned, constructed = compare_models(model, task, n_sequences=32)\n'
+             'result = compare_models(model, task, n_sequences=32)\n'
              'print(result.sentence())\n'
              'comparison_figure(result);'),
     ("md", "Against the construction through the *learned* irreps instead of the FSM tensor "
@@ -179,7 +178,7 @@ NOTEBOOKS["06_automaton_extraction"] = [
              'from analyses.reporting.figures import automaton_graph\n'
              'model, task = workbench.load_checkpoint("fsm5_full_s0")\n'
              'res = extract_automaton(model, task)\n'
-             'print(res.sentence)\n'
+             'print(res.sentence())\n'
              'automaton_graph(res, task);'),
     ("md", "A variant that cannot hold this machine (block size 2, if the zoo has it):"),
     ("code", 'from analyses.reporting.figures import Zoo\n'
@@ -188,7 +187,7 @@ NOTEBOOKS["06_automaton_extraction"] = [
              '    print("no fsm:5 block2 model in this zoo")\n'
              'else:\n'
              '    model, task = workbench.load_checkpoint(name)\n'
-             '    print(name, "->", extract_automaton(model, task).sentence)'),
+             '    print(name, "->", extract_automaton(model, task).sentence())'),
 ]
 
 NOTEBOOKS["07_hierarchy_table"] = [

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.variants import COMPLEX_VARIANTS, CONSTRUCTIBLE_DIAGONAL, CONSTRUCTIBLE_VARIANTS
+from workbench.variants import COMPLEX_VARIANTS, CONSTRUCTIBLE_DIAGONAL, CONSTRUCTIBLE_VARIANTS, DENSE_VARIANTS
 
 __all__ = [
     "CONSTRUCTIBLE_VARIANTS",
@@ -385,7 +385,7 @@ def construct(task, variant: str = "full", representation=None):
     V = task.d_vocab
     angles = diag = None
     if representation == "fsm":
-        if variant not in ("full", "cp", "block"):
+        if variant not in DENSE_VARIANTS:
             raise ValueError(f"the FSM construction needs dense transitions (full, cp or block); got {variant!r}"
                              + ("; for this group task try representation='rotation'" if is_group else ""))
         aut = task.automaton

@@ -59,6 +59,8 @@ BILINEAR_VARIANTS = tuple(v.name for v in REGISTRY if v.family == "bilinear")
 BASELINE_VARIANTS = tuple(v.name for v in REGISTRY if v.family == "baseline")
 #: Elementwise transitions (the "diagonal class" of the paper's hierarchy); the others are dense.
 DIAGONAL_VARIANTS = tuple(v.name for v in REGISTRY if v.diagonal)
+#: Bilinear variants with dense per-token matrices (the ones an FSM construction fits).
+DENSE_VARIANTS = tuple(v.name for v in REGISTRY if v.family == "bilinear" and not v.diagonal)
 #: Diagonal variants whose state is read as complex pairs.
 COMPLEX_VARIANTS = tuple(v.name for v in REGISTRY if v.complex_pairs)
 STRUCTURED_VARIANTS = tuple(v.name for v in REGISTRY if v.structured)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
 from analyses.groups.representations import RepresentationResult, _fmt, _rel_err, subspace_action_to_hidden
 
 __all__ = [
@@ -217,8 +218,8 @@ def trajectory_fit(states_c, states_l) -> tuple[np.ndarray, float]:
     return Mt.T, float(r2)
 
 
-@dataclass
-class ComparisonResult:
+@dataclass(repr=False)
+class ComparisonResult(Result):
     """Learned against constructed representation of one group.
 
     Arrays: intertwiner_singular_values [r_l·r_c] ascending relative; similarity [r_l, r_c] or None;
@@ -254,6 +255,9 @@ class ComparisonResult:
     causal_length: int | None = None
     rtol: float = 1e-3
     notes: list[str] = field(default_factory=list)
+    # The two recovered representations compared (set by `compare_models`).
+    learned: RepresentationResult | None = field(default=None, repr=False)
+    constructed: RepresentationResult | None = field(default=None, repr=False)
 
     @property
     def residual(self) -> float:
@@ -279,7 +283,13 @@ class ComparisonResult:
                 tail += f" (learned model alone {self.learned_accuracy:.3f})"
         return head + ": " + rel + tail
 
-    def to_dict(self) -> dict:
+    def plot(self, ax=None):
+        """Both panels on a new figure, or the intertwiner panel on ``ax``."""
+        from analyses.plot.representations import plot_comparison, plot_intertwiner
+
+        return plot_comparison(self) if ax is None else plot_intertwiner(self, ax=ax)
+
+    def summary(self) -> dict:
         def num(x):
             if x is None:
                 return None
@@ -533,7 +543,7 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
 
     Returns
     -------
-    (ComparisonResult, learned RepresentationResult, constructed RepresentationResult)
+    ComparisonResult, with the two recovered representations as ``.learned`` and ``.constructed``.
     """
     from analyses._core import model_transitions
     from analyses.groups.representations import recover_representation
@@ -556,7 +566,8 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
             result.causal_accuracy, result.learned_accuracy = causal_swap_accuracy(
                 learned_model, task, mats, length=causal_length, n_sequences=n_sequences)
             result.causal_length = task.valid_length(causal_length)
-    return result, learned, constructed
+    result.learned, result.constructed = learned, constructed
+    return result
 
 
 def summarize(model, task, atol: float = 1e-3, rtol: float = 1e-3) -> dict:
@@ -570,16 +581,17 @@ def summarize(model, task, atol: float = 1e-3, rtol: float = 1e-3) -> dict:
     """
     from workbench.constructions import construct, representation_names
 
-    result, learned, _ = compare_models(model, task, atol=atol, rtol=rtol)
-    out = result.to_dict()
-    if learned.faithful:
+    result = compare_models(model, task, atol=atol, rtol=rtol)
+    learned = result.learned
+    out = result.summary()
+    if learned.is_representation and learned.faithful:
         names = representation_names(learned.multiplicities, learned.irrep_names, learned.frobenius_schur,
                                      _conjugates(learned))
         matched_model = construct(task, "full", representation=names)
-        matched, _, _ = compare_models(model, task, constructed_model=matched_model,
+        matched = compare_models(model, task, constructed_model=matched_model,
                                        construction="full:" + "+".join(names), atol=atol, rtol=rtol,
                                        causal_length=0, learned=learned)
-        out["matched"] = {k: v for k, v in matched.to_dict().items()
+        out["matched"] = {k: v for k, v in matched.summary().items()
                           if k not in ("causal_accuracy", "learned_accuracy", "causal_length")}
     return out
 

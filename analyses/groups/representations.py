@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
 from analyses._core import model_transitions
 
 __all__ = [
@@ -581,8 +582,8 @@ def _fmt(x: float) -> str:
     return f"{x:.1e}" if (x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e3)) else f"{x:.3g}"
 
 
-@dataclass
-class RepresentationResult:
+@dataclass(repr=False)
+class RepresentationResult(Result):
     """What the transition matrices of one model form, as a representation of one group.
 
     Arrays (r = dimension of the reachable subspace, H = hidden size, V = tokens, k = irreps):
@@ -633,7 +634,7 @@ class RepresentationResult:
     faithfulness_margin: float
     atol: float
     notes: list[str] = field(default_factory=list)
-    persistent: dict | None = None     # `analyses.subspaces.PersistentSubspace.to_dict()` when used
+    persistent: dict | None = None     # `analyses.subspaces.PersistentSubspace.summary()` when used
 
     @property
     def dimension(self) -> int:
@@ -655,7 +656,13 @@ class RepresentationResult:
 
     @property
     def faithful(self) -> bool:
-        return self.is_representation and self.kernel == [0]
+        """Trivial kernel: only the identity acts as the identity.
+
+        Exactness is a separate fact (`is_representation`): an approximate representation (see
+        `is_approximate`) can be faithful. Matrices that are not even approximately a
+        homomorphism have no kernel to speak of and are not called faithful.
+        """
+        return self.kernel == [0] and (self.is_representation or self.is_approximate())
 
     def decomposition_string(self) -> str:
         """E.g. '2×standard ⊕ trivial' (largest irreps first)."""
@@ -704,12 +711,17 @@ class RepresentationResult:
         return (f"not a representation of {self.group_name} {where}: {nums}; "
                 f"character multiplicities {raw or 'all ~0'}{extra}")
 
+    def plot(self, ax=None):
+        from analyses.plot.representations import plot_characters
+
+        return plot_characters(self, ax=ax)
+
     def irreps_list(self) -> list[dict]:
         """[{"dim", "multiplicity", "name"}] for the irreps that occur."""
         return [{"dim": int(self.irrep_dims[i]), "multiplicity": int(self.multiplicities[i]),
                  "name": self.irrep_names[i]} for i in range(len(self.irrep_names)) if self.multiplicities[i] != 0]
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
         """JSON-safe summary (the "representation" key of `analyze --json` plus detail)."""
         def num(x):
             x = float(x)
@@ -965,10 +977,10 @@ def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float
                                 group_name=group.name, atol=atol, subspace_rtol=subspace_rtol,
                                 subspace=Q, subspace_singular_values=sv)
     if pers is not None:
-        res.persistent = pers.to_dict()
+        res.persistent = pers.summary()
     return res
 
 
 def summarize(model, task, atol: float = 1e-3) -> dict:
     """the "representation" key of `analyze --json` for one model and group task."""
-    return recover_representation(model, task, atol=atol).to_dict()
+    return recover_representation(model, task, atol=atol).summary()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
 from analyses._core import model_transitions, normalized_step
 
 __all__ = ["SnappedResult", "snapped_representation", "matrices_accuracy", "snap_transitions"]
@@ -94,8 +95,8 @@ def matrices_accuracy(A, h0, W_U, task, lengths, n_sequences: int = 128, seed: i
     return out
 
 
-@dataclass
-class SnappedResult:
+@dataclass(repr=False)
+class SnappedResult(Result):
     """Learned against snapped-to-exact transitions: what moved, and what it does to accuracy."""
 
     irreps: str                        # the named decomposition, e.g. "2a"
@@ -114,12 +115,18 @@ class SnappedResult:
                 f"{self.max_token_distance:.1e} (relative); accuracy learned: {accs(self.accuracy_learned)}; "
                 f"snapped: {accs(self.accuracy_snapped)}")
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """JSON-safe summary (the ``snapped`` column of the zoo audit)."""
         return {"irreps": self.irreps, "max_token_distance": float(self.max_token_distance),
                 "snapped_homomorphism_error": float(self.snapped_homomorphism_error),
                 "accuracy_learned": {str(k): v for k, v in self.accuracy_learned.items()},
                 "accuracy_snapped": {str(k): v for k, v in self.accuracy_snapped.items()},
                 "n_sequences": int(self.n_sequences), "summary": self.sentence()}
+
+    def plot(self, ax=None):
+        from analyses.plot.representations import plot_snapping
+
+        return plot_snapping(self, ax=ax)
 
 
 def snap_transitions(model, task, lengths=(500, 2000, 5000), n_sequences: int = 128, seed: int = 0,

@@ -86,7 +86,7 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
     if ANALYSES["representation"].applies(model, task):
         try:
             rep_result = representations.recover_representation(model, task, atol=atol)
-            rep = rep_result.to_dict()
+            rep = rep_result.summary()
         except Exception as exc:  # reported in the table, never hidden
             problems.append(f"representation raised {type(exc).__name__}: {exc}")
     try:

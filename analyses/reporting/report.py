@@ -188,7 +188,7 @@ class _Builder:
 def _plan(b: _Builder):
     """Queue every step of the report (cheap table steps first)."""
     from analyses.reporting import figures as F
-    from analyses.reporting.figures.findings import patching_changed_step, patching_sentence, spectra_sentence
+    from analyses.reporting.figures.findings import patching_changed_step
     from workbench import zoo as Z
 
     f, zoo = b.f, b.zoo
@@ -245,7 +245,7 @@ def _plan(b: _Builder):
         lambda: F.accuracy_vs_length(F.cells_by_length(zoo), Z._CYC, F.LENGTH_VARIANTS)))
     for v in F.SPECTRA_VARIANTS:
         b.step(f"cyclic:5 {v} spectra", lambda v=v: b.add_finding(
-            cyc, "cyclic:5", v, "transition spectra", lambda n: spectra_sentence(f.spectra(n))))
+            cyc, "cyclic:5", v, "transition spectra", lambda n: f.spectra(n).sentence()))
     for v in CYCLIC_FOCUS_KEYS:
         b.step(f"cyclic:5 {v} representation", lambda v=v: b.add_finding(
             cyc, "cyclic:5", v, "representation of Z5", lambda n: f.representation(n).sentence()))
@@ -262,7 +262,7 @@ def _plan(b: _Builder):
     for task in ("fsm:5", "fsm:10"):
         for v in FSM_FOCUS_KEYS:
             b.step(f"{task} {v} automaton", lambda task=task, v=v: b.add_finding(
-                fsm, task, v, "extracted automaton", lambda n: f.extraction(n).sentence))
+                fsm, task, v, "extracted automaton", lambda n: f.extraction(n).sentence()))
     b.step("fsm automaton figure", lambda: b.add_figure(fsm, "automaton_fsm", F.FIGURES["automaton_fsm"].caption,
                                                         lambda: F.FIGURES["automaton_fsm"].make(f)))
 
@@ -272,11 +272,11 @@ def _plan(b: _Builder):
                     "of clean into corrupted runs that differ in one token 10 steps before the answer.")
     for v in GROUP_KEYS:
         b.step(f"modarith {v} automaton", lambda v=v: b.add_finding(
-            mod, "modarith:5", v, "extracted automaton", lambda n: f.extraction(n).sentence))
+            mod, "modarith:5", v, "extracted automaton", lambda n: f.extraction(n).sentence()))
 
     def mod_patch(n):
         _, task = zoo.load(n)
-        return patching_sentence(f.patching(n), patching_changed_step(task))
+        return f.patching(n).sentence(patching_changed_step(task))
     b.step("modarith patching", lambda: b.add_finding(mod, "modarith:5", "full", "activation patching", mod_patch))
     b.step("modarith patching figure", lambda: b.add_figure(
         mod, "patching_modarith", F.FIGURES["patching_modarith"].caption,
@@ -314,7 +314,7 @@ def _plan(b: _Builder):
                     "it only in some draws; adding the affine term is the ablation.")
     for v in PARITY_FOCUS_KEYS:
         b.step(f"parity {v} spectra", lambda v=v: b.add_finding(
-            par, "cyclic:2", v, "transition spectra", lambda n: spectra_sentence(f.spectra(n))))
+            par, "cyclic:2", v, "transition spectra", lambda n: f.spectra(n).sentence()))
 
     def echo():
         ex = [e for k, e in zoo.experiments.items() if k.startswith("echo_parity_H")]

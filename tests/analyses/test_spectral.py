@@ -54,7 +54,7 @@ def test_exact_cyclic_roots_of_unity_and_frequencies():
     np.testing.assert_allclose(np.abs(res.eigenvalues), 1, atol=1e-9)
     assert res.persistent.all()
     assert res.max_commutator < 1e-9
-    assert math.isinf(res.predicted_break_length)
+    assert math.isinf(res.spectral_break_length)
 
 
 def test_planted_phase_error_is_measured_and_predicts_break():
@@ -64,7 +64,7 @@ def test_planted_phase_error_is_measured_and_predicts_break():
     # token a is off by a * eps: the worst is token m-1
     assert res.max_phase_error == pytest.approx((m - 1) * eps, rel=1e-6)
     assert res.phase_break_length == pytest.approx(np.pi / (m * (m - 1) * eps), rel=1e-6)
-    assert res.predicted_break_length == pytest.approx(res.phase_break_length)
+    assert res.spectral_break_length == pytest.approx(res.phase_break_length)
     assert res.frequencies == [1]
 
 
@@ -115,7 +115,7 @@ def test_decaying_direction_predicts_break_length():
     res = analyze_spectra(A, np.array([1.0, 0, 1, 0]), periods=periods_cyclic(m), cyclic_m=m,
                           decay_tol=1e-2, train_length=10)
     expected = np.log(100) / -np.log(r)  # ~458 steps
-    assert res.predicted_break_length == pytest.approx(expected, rel=0.02)
+    assert res.spectral_break_length == pytest.approx(expected, rel=0.02)
     np.testing.assert_allclose(res.subdominant_ratio[1:], r, rtol=1e-9)
     assert res.token_decay_length[1] == pytest.approx(expected, rel=1e-9)
     # the r-block is below the 500-step persistence threshold, so it has no phase error entry

@@ -2,13 +2,10 @@
 
 Every number comes from an analysis module (``analyses.spectral``, ``analyses.groups.representations``,
 ``analyses.groups.comparison``, ``analyses.automata_extraction``, ``analyses.probing``); every sentence
-is the result object's own (``sentence()`` / ``.sentence``) where it has one. Spectra and
-patching results have no sentence method, so :func:`spectra_sentence` and
-:func:`patching_sentence` state their fields in words, without computing anything new.
+is the result object's own ``sentence()``.
 """
 from __future__ import annotations
 
-import math
 
 from analyses.reporting.figures.zoo_data import Zoo
 
@@ -97,7 +94,7 @@ class Findings:
 
         def run():
             model, task = self.zoo.load(name)
-            return compare_models(model, task, n_sequences=causal_sequences)[0]
+            return compare_models(model, task, n_sequences=causal_sequences)
         return self._memo(("comparison", name), run)
 
     def extraction(self, name: str):
@@ -119,57 +116,6 @@ class Findings:
             return sweep_task(model, task, n_pairs=PATCH_PAIRS, length=length, position=length - 11,
                               n_boot=500)
         return self._memo(("patching", name), run)
-
-
-def _num(x) -> str:
-    if x is None:
-        return "—"
-    x = float(x)
-    if math.isinf(x):
-        return "∞"
-    if x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
-        return f"{x:.1e}"
-    return f"{x:.3g}"
-
-
-def spectra_sentence(res) -> str:
-    """The fields of a SpectraResult in words (no new arithmetic)."""
-    s = res.summary()
-    parts = [f"{s['n_persistent']} persistent eigenvalues on a {s['reachable_dim']}-dim reachable subspace"]
-    if s["max_phase_error"] is not None:
-        parts.append(f"max phase error {_num(s['max_phase_error'])} rad from the expected roots of unity")
-    if s["frequencies"]:
-        parts.append(f"frequencies of token 1: {s['frequencies']}")
-    parts.append(f"max relative commutator {_num(s['max_commutator'])}")
-    brk = res.predicted_break_length
-    parts.append("no predicted break length" if math.isinf(brk) else f"predicted break length {_num(brk)} steps")
-    text = "; ".join(parts)
-    if res.notes:
-        text += " (" + "; ".join(res.notes) + ")"
-    return text
-
-
-def patching_sentence(res, changed_step: int | None = None) -> str:
-    """The fields of a PatchingResult in words: the recovered logit difference per site (with its
-    bootstrap interval) one step before the changed token, at it, and at the answer step."""
-    steps = [int(s) for s in res.steps]
-    picks = []
-    if changed_step is not None:
-        picks += [(changed_step - 1, f"step {changed_step - 1} (before the change)"),
-                  (changed_step, f"step {changed_step} (the changed token)")]
-    picks.append((steps[-1], f"step {steps[-1]} (answer)"))
-    parts = []
-    for i, site in enumerate(res.sites):
-        cells = []
-        for step, label in picks:
-            if step not in steps:
-                continue
-            j = steps.index(step)
-            lo, hi = res.recovery_ci[i, j]
-            cells.append(f"{label} {_num(res.recovery[i, j])} [{_num(lo)}, {_num(hi)}]")
-        parts.append(f"{site}: " + ", ".join(cells))
-    return (f"recovered fraction of the clean−corrupted logit difference ({int(round(100 * res.ci))}% "
-            f"bootstrap intervals over {res.logit_diff.shape[-1]} pairs) — " + "; ".join(parts))
 
 
 def patching_changed_step(task) -> int:

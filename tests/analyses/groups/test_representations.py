@@ -131,7 +131,7 @@ def test_random_matrices_are_not_a_representation(S4):
     s = res.sentence()
     assert s.startswith("not a representation") and "homomorphism error" in s
     assert not res.is_approximate()
-    d = res.to_dict()
+    d = res.summary()
     assert d["is_representation"] is False and d["homomorphism_error"] > 0.1
 
 
@@ -150,7 +150,7 @@ def test_nearly_a_representation_fails_at_tolerance(S4):
     # Between the two tolerances the result says "approximately", with the irreps it found.
     assert strict.is_approximate(approx_atol=0.1) and not strict.is_approximate(approx_atol=1e-3)
     assert strict.sentence().startswith("approximately 3a of S4")
-    assert strict.to_dict()["approximate"] is True
+    assert strict.summary()["approximate"] is True
     assert not loose.is_approximate()   # exact at its own tolerance: not "approximate"
 
 

@@ -41,7 +41,7 @@ def test_a_noisy_representation_is_snapped_back_and_then_generalises():
     assert 1e-3 < res.max_token_distance < 0.2
     assert res.accuracy_snapped[3000] == 1.0 and res.accuracy_snapped[50] == 1.0
     assert res.accuracy_learned[3000] < res.accuracy_snapped[3000]
-    assert "2a" in res.sentence() and res.to_dict()["accuracy_snapped"]["3000"] == 1.0
+    assert "2a" in res.sentence() and res.summary()["accuracy_snapped"]["3000"] == 1.0
     assert res.snapped_matrices.shape == (task.d_vocab, 6, 6)
 
 
