@@ -93,10 +93,11 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
         aut = automata_extraction.summarize(model, task)
     except Exception as exc:
         problems.append(f"extraction raised {type(exc).__name__}: {exc}")
-    try:
-        spec = spectral.summarize(model, task)
-    except Exception as exc:
-        problems.append(f"spectra raised {type(exc).__name__}: {exc}")
+    if ANALYSES["spectra"].applies(model, task):
+        try:
+            spec = spectral.summarize(model, task)
+        except Exception as exc:
+            problems.append(f"spectra raised {type(exc).__name__}: {exc}")
 
     if linear:
         try:

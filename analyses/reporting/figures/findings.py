@@ -51,12 +51,22 @@ class Findings:
             raise MissingModelError(missing_hint(self.zoo, task, variant_key))
         return name
 
+    def _load(self, name: str, analysis: str):
+        """Load ``name``; refuse, naming the analysis, when the registry says it does not apply."""
+        from analyses.reporting.registry import ANALYSES
+
+        model, task = self.zoo.load(name)
+        if not ANALYSES[analysis].applies(model, task):
+            raise ValueError(f"analysis {analysis!r} does not apply to {name} (variant {model.cfg.variant!r}, "
+                             f"additive={model.cfg.additive}, task {task.spec!r})")
+        return model, task
+
     def spectra(self, name: str):
         """``analyses.spectral.spectra(model, task)`` -> SpectraResult."""
         from analyses.spectral import spectra
 
         def run():
-            model, task = self.zoo.load(name)
+            model, task = self._load(name, "spectra")
             return spectra(model, task)
         return self._memo(("spectra", name), run)
 
@@ -65,7 +75,7 @@ class Findings:
         from analyses.groups.representations import recover_representation
 
         def run():
-            model, task = self.zoo.load(name)
+            model, task = self._load(name, "representation")
             return recover_representation(model, task)
         return self._memo(("representation", name), run)
 
@@ -74,7 +84,7 @@ class Findings:
         from analyses.drift import state_drift
 
         def run():
-            model, task = self.zoo.load(name)
+            model, task = self._load(name, "drift")
             return state_drift(model, task)
         return self._memo(("drift", name), run)
 
@@ -93,7 +103,7 @@ class Findings:
         from analyses.groups.comparison import compare_models
 
         def run():
-            model, task = self.zoo.load(name)
+            model, task = self._load(name, "comparison")
             return compare_models(model, task, n_sequences=causal_sequences)
         return self._memo(("comparison", name), run)
 
@@ -102,7 +112,7 @@ class Findings:
         from analyses.automata_extraction import extract_automaton
 
         def run():
-            model, task = self.zoo.load(name)
+            model, task = self._load(name, "automaton")
             return extract_automaton(model, task)
         return self._memo(("extraction", name), run)
 
