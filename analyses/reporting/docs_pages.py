@@ -365,7 +365,7 @@ def audit_page(zoo_root) -> str:
         seed0 = [r for r in snapped if r.name.endswith("_full_s0")]
         if seed0:
             head = " | ".join(f"learned / snapped at {n:,}" for n in SNAP_LENGTHS)
-            lines += [f"The `full` models of seed 0:", "", f"| model | irreps | {head} |",
+            lines += ["The `full` models of seed 0:", "", f"| model | irreps | {head} |",
                       "|---|---|" + "---|" * len(SNAP_LENGTHS)]
             for r in sorted(seed0, key=lambda r: r.name):
                 cells = " | ".join(f"{r.snapped['learned'][n]:.2f} / {r.snapped['snapped'][n]:.2f}"
