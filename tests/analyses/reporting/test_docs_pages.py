@@ -111,3 +111,39 @@ def test_unknown_records_format_is_refused(tmp_path):
     path.write_text('{"format_version": 99, "command": "x", "rows": []}')
     with pytest.raises(ValueError, match="format 99"):
         read_records(path)
+
+
+def _row(name, **kw):
+    base = dict(name=name, task="group:S3", variant="full", norm_500=1.0, generalises=True,
+                representation="2a", homomorphism_error=0.02, residual=0.007, faithful=True,
+                is_representation=False, automaton_isomorphic=True, automaton_states=6,
+                automaton_mismatches=0, max_commutator=0.6, max_phase_error=0.004,
+                drift_break=3000.0, accuracy_long=1.0,
+                snapped={"irreps": "2a", "max_token_distance": 0.007, "learned": {2000: 1.0, 5000: 0.9},
+                         "snapped": {2000: 1.0, 5000: 1.0}},
+                verdict="generalises but only an approximate representation (errors above atol)", seconds=1.0)
+    return AuditRow(**{**base, **kw})
+
+
+def test_audit_page_counts_and_names_what_the_rows_say(tmp_path):
+    rows = [
+        _row("groupS3_full_s0"),
+        _row("groupS3_full_s1", homomorphism_error=0.05, drift_break=500.0),      # forecast wrong: held
+        _row("groupS3_full_s2", snapped={"irreps": "2a", "max_token_distance": 0.009,
+                                         "learned": {2000: 0.5, 5000: 0.1}, "snapped": {2000: 1.0, 5000: 0.4}},
+             accuracy_long=0.5, drift_break=math.inf),                              # forecast wrong: failed
+        _row("cyclic5_rotation_s0", task="cyclic:5", variant="rotation", norm_500=0.1, generalises=False,
+             representation="1a ⊕ 1b", homomorphism_error=0.3, is_representation=False, faithful=True,
+             max_commutator=1e-17, drift_break=None, accuracy_long=None, snapped=None, verdict="ok"),
+    ]
+    (tmp_path / "analysis.json").write_text(records_json(rows, "python -m analyses.reporting.audit"))
+    page = docs_pages.audit_page(tmp_path)
+    assert "**1 of 4 models are as the analyses must say.** 3 generalise." in page
+    assert "errors above atol): 3 (" in page
+    assert "between 2.0e-02 and 5.0e-02" in page
+    assert "| group:S3 | 2a (full s0); 2a (full s1); 2a (full s2) |" in page
+    assert "| break before 2,000 | 0 | 1 |" in page and "| hold to 2,000 | 1 | 1 |" in page
+    assert "| groupS3_full_s1 | 500 | 1.000 |" in page and "| groupS3_full_s2 | none | 0.500 |" in page
+    assert "Of 3 models, 0 hold accuracy ≥ 0.99 at length 5,000 as learned and 2 once snapped." in page
+    assert "Not held at 5,000 even when snapped: `groupS3_full_s2`." in page
+    assert "largest commutator of a diagonal-class model is 1.0e-17" in page
