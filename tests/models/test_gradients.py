@@ -88,6 +88,8 @@ def _reference_grads(m, tokens, labels, names, normalize):
 
 # (variant, kw, additive); positive_diag is always additive
 CASES = [(v, kw, a) for v, kw in BILINEAR for a in (False, True) if not (v == "positive_diag" and a)]
+CASES += [("full", {"d_embed": 4}, True), ("cp", {"rank": 6, "d_embed": 6}, False),
+          ("real_diag", {"d_embed": 4}, False)]
 
 
 @pytest.mark.parametrize("variant,kw,additive", CASES)
@@ -100,17 +102,24 @@ def test_incl_bwd_gradients_equal_autograd(variant, kw, additive, normalize, tok
     names = list(m.hook_dict)
     ref = _reference_grads(m, tokens, labels, names, normalize)
     assert ref[STATE].abs().max() > 0
+    params = [p for p in m.parameters() if p.requires_grad]
+    ref_params = torch.autograd.grad(m(tokens, normalize=normalize, return_type="loss",
+                                       labels=labels), params)
     calls = _count_fire_step(monkeypatch, m)
-    # 1. fast path: state, h0, out, logits gradients (no hook upstream of the recurrence)
+    # 1. fast path: state, h0, out, logits and embedding gradients (no forward edit)
     downstream = [n for n in names if n.endswith(("hook_state", "hook_h0", "hook_out", "hook_logits"))]
-    loss, cache = m.run_with_cache(tokens, names_filter=downstream, incl_bwd=True,
-                                   normalize=normalize, return_type="loss", labels=labels)
+    m.zero_grad()
+    loss, cache = m.run_with_cache(tokens, names_filter=downstream + ["hook_embed"],
+                                   incl_bwd=True, normalize=normalize, return_type="loss",
+                                   labels=labels)
     assert calls == []                                   # it really was the fast path
     assert loss.ndim == 0
-    for n in downstream:
+    for n in downstream + ["hook_embed"]:
         assert cache[n + "_grad"].shape == ref[n].shape, n
         assert _rel(cache[n + "_grad"], ref[n]) < REL, (n, _rel(cache[n + "_grad"], ref[n]))
-    # 2. every hook point (dense variants: the loop runs, since the embedding is in the graph)
+    for p, g in zip(params, ref_params):               # parameter gradients counted once
+        assert _rel(p.grad, g) < REL, _rel(p.grad, g)
+    # 2. every hook point (the loop runs for dense variants: hook_transition is in the graph)
     _, cache = m.run_with_cache(tokens, incl_bwd=True, normalize=normalize,
                                 return_type="loss", labels=labels)
     for n in names:

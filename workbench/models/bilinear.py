@@ -82,6 +82,35 @@ def _block_diag(blocks: torch.Tensor) -> torch.Tensor:
     return dense.reshape(*blocks.shape[:-3], n * b, n * b)
 
 
+class _InputGradTap(torch.autograd.Function):
+    """Zeros ``[T, B, H]`` added to the dense fast path's pre-state, so that backward yields
+    ``dL/dx_t[k] = dU_t . (M_k h_{t-1})``, the gradient wrt an input vector x_t of a transition
+    linear in x (``A(x) = sum_k x_k M_k``, every bilinear variant), where ``dU_t`` is the
+    recurrence's gradient wrt its pre-normalisation state (what it returns for the additive
+    term). The previous states are known only after the recurrence ran: the caller puts them in
+    ``tap["prev"]`` ([T, B, H]) before any backward."""
+
+    @staticmethod
+    def forward(ctx, xT, M, tap):
+        ctx.M, ctx.tap = M, tap
+        T, B, _ = xT.shape
+        return xT.new_zeros(T, B, M.shape[1])
+
+    @staticmethod
+    def backward(ctx, dU):
+        M, prev = ctx.M, ctx.tap["prev"]
+        T, B, H = prev.shape
+        D = M.shape[0]
+        Mcat = M.reshape(D * H, H)                           # rows k*H+i: M_k[i, :]
+        rows_prev, rows_dU = prev.reshape(T * B, H), dU.reshape(T * B, H)
+        dx = torch.empty(T * B, D, dtype=dU.dtype, device=dU.device)
+        step = max(1, (1 << 22) // max(1, D * H))          # bound the [rows, D, H] temporary
+        for r in range(0, T * B, step):
+            MH = (rows_prev[r:r + step] @ Mcat.T).view(-1, D, H)     # (M_k h)[i]
+            dx[r:r + step] = torch.einsum("rki,ri->rk", MH, rows_dU[r:r + step])
+        return dx.view(T, B, D), None, None
+
+
 class HookedBilinearRNN(HookedRecurrentModule):
     """Bilinear RNN of any variant in ``ModelConfig.variant`` (bilinear family).
 
@@ -346,18 +375,24 @@ class HookedBilinearRNN(HookedRecurrentModule):
         if return_type not in self.RETURN_TYPES:
             self.model_output(None, return_type)   # raises the accepted values
         norm = self.resolve_normalize(normalize)
-        x = None
+        x, x_is_tokens = None, False
         if self.has_hooks("hook_embed"):
             x = self.hook_embed(self.embed_input("hook_embed", self.embed(tokens)))
-            if not (self.editing_hooks("hook_embed") or self.has_bwd_hooks("hook_embed")):
-                x = None   # only cached: the token lookups give the same values, faster
+            if not self.editing_hooks("hook_embed"):
+                if self.has_bwd_hooks("hook_embed"):
+                    x_is_tokens = True   # unedited, but its gradient is wanted
+                else:
+                    x = None   # only cached: the token lookups give the same values, faster
         for l in range(self.cfg.n_layers):
-            out = self._run_layer(l, tokens, x, norm)
+            out = self._run_layer(l, tokens, x, norm, x_is_tokens and l == 0)
             x = self.blocks[l].hook_out(out)
         logits = self.hook_logits(_time_major_matmul(x, self.W_U))
         return self.model_output(logits, return_type, labels, loss_per_token)
 
-    def _run_layer(self, l: int, tokens, x, norm: bool) -> torch.Tensor:
+    def _run_layer(self, l: int, tokens, x, norm: bool, x_is_tokens: bool = False) -> torch.Tensor:
+        """One recurrent layer. ``x``: None (token input, looked up), or the input [B, T, D];
+        ``x_is_tokens``: x holds exactly the token input (no forward edit) and is passed only
+        for its gradient, so the dense fast path may still run (see :class:`_InputGradTap`)."""
         cfg, blk = self.cfg, self.blocks[l]
         B, T = tokens.shape
         H = cfg.d_hidden
@@ -382,7 +417,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         additive = cfg.additive or cfg.variant == "positive_diag"
         state_name = pre + "hook_state"
         slow = (self.editing_hooks(state_name) or A_edited
-                or (dense_variant and (upstream_edited or params_edited)))
+                or (dense_variant and ((upstream_edited and not x_is_tokens) or params_edited)))
         noise = self._state_noise(B, T, H, h0)                   # [T, B, H] or None
         if slow:
             C = None
@@ -410,9 +445,24 @@ class HookedBilinearRNN(HookedRecurrentModule):
             Ct = noise if Ct is None else Ct + noise
         grad_hook = self.step_grad_hook(state_name)
         if dense_variant:
-            AT = self._dense(0, vocab, None, None)[0].transpose(1, 2)
+            tap = None
+            if upstream_edited and x.requires_grad:
+                # x is only wanted for its gradient: a zero-valued term whose backward gives
+                # dL/dx_t, while the token tables carry the values. The tables are built from a
+                # detached embedding, so W_E's gradient arrives once, through x.
+                AT = self._dense(0, None, self.embed(vocab).detach(), None)[0].transpose(1, 2)
+                D = x.shape[-1]
+                basis = torch.eye(D, dtype=x.dtype, device=x.device)[None]
+                M = self._dense(0, None, basis, None)[0].detach()          # [D, H, H]
+                tap = {}
+                zero = _InputGradTap.apply(x.transpose(0, 1), M, tap)     # [T, B, H] zeros
+                Ct = zero if Ct is None else Ct + zero
+            else:
+                AT = self._dense(0, vocab, None, None)[0].transpose(1, 2)
             states = dense_token_recurrence(AT, tok_T, h0, Ct, norm, self.recurrence_method,
                                             grad_hook)
+            if tap is not None:
+                tap["prev"] = torch.cat([h0.detach().unsqueeze(0), states.detach()[:-1]], 0)
         else:
             if token_input:
                 table = self._diag_kernel_input(self._params(l, vocab, None))[0]   # [V, H]

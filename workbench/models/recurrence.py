@@ -256,16 +256,19 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
         else:
             AT, S, h0, N, tokens = ctx.saved_tensors
-            A_cat = AT.transpose(1, 2).reshape(V * H, H)                 # rows v*H+i: A_v[i, :]
+            # carry_b = g_b @ A_{tok_b}: g against every token's matrix at once, then each
+            # sample picks its block (the forward's scheme; two launches per step).
+            A_cols = AT.transpose(1, 2).permute(1, 0, 2).reshape(H, V * H)  # [i, v*H+j] = A_v[i, j]
             idx = tokens.view(T, B, 1, 1).expand(T, B, 1, H)
-            big = torch.zeros(B, V, H, dtype=G.dtype, device=G.device)
+            big = torch.empty(B, V * H, dtype=G.dtype, device=G.device)
+            carry_buf = torch.empty(B, H, dtype=G.dtype, device=G.device)
             carry = None
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S[t] if normalize else None, N[t] if normalize else None,
                          dU_steps[t], ctx.grad_hook, t)
-                big.zero_()
-                big.scatter_(1, idx[t], g.unsqueeze(1))
-                carry = big.view(B, V * H) @ A_cat
+                torch.mm(g, A_cols, out=big)
+                torch.gather(big.view(B, V, H), 1, idx[t], out=carry_buf.view(B, 1, H))
+                carry = carry_buf
             grad_h0 = carry
             X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
             grad_AT = _token_grad_tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
