@@ -163,6 +163,27 @@ class _ClearStepOnBackward(torch.autograd.Function):
         return g, None
 
 
+def _traced_externally(hp: HookPoint) -> bool:
+    """True if a tool that wraps the hook point's ``forward`` (nnsight) may read or edit it now.
+
+    nnsight does not add hooks: it replaces each module's ``forward`` on the instance with a
+    controller that hands the value to the trace. A fast path that never calls the hook point
+    would hide it from the trace, so a wrapped hook point counts as hooked: while nnsight's
+    controller reports an active trace (its ``state.active()``), or always for a wrapper this
+    function does not know.
+    """
+    fwd = hp.__dict__.get("forward")
+    if fwd is None:
+        return False
+    active = getattr(getattr(fwd, "state", None), "active", None)
+    if not callable(active):
+        return True
+    try:
+        return active()[0] is not None
+    except Exception:   # an unknown controller: be safe, take the hooked path
+        return True
+
+
 def is_cache_hook(fn: Callable) -> bool:
     return bool(getattr(fn, "is_step_cache", False))
 
@@ -296,7 +317,7 @@ class HookedRecurrentModule(HookedRootModule):
         change forward values, so they do not count here (see :meth:`has_bwd_hooks`).
         """
         hp = self.hook_dict[name]
-        return any(not is_cache_hook(h.user_hook) for h in hp.fwd_hooks)
+        return _traced_externally(hp) or any(not is_cache_hook(h.user_hook) for h in hp.fwd_hooks)
 
     def has_bwd_hooks(self, name: str) -> bool:
         """True if hook point ``name`` has a backward hook (TL's or a plain PyTorch one)."""
@@ -305,7 +326,7 @@ class HookedRecurrentModule(HookedRootModule):
     def has_hooks(self, name: str) -> bool:
         """True if hook point ``name`` has any forward or backward hook."""
         hp = self.hook_dict[name]
-        return bool(hp.fwd_hooks) or bool(hp._backward_hooks)
+        return bool(hp.fwd_hooks) or bool(hp._backward_hooks) or _traced_externally(hp)
 
     def fill_step_caches(self, name: str, full: torch.Tensor) -> None:
         """Give a per-step site's cache recorders the whole ``[B, T, ...]`` value at once."""
