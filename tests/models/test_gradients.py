@@ -146,6 +146,10 @@ def test_incl_bwd_steps_rule_and_parameter_grads(tokens):
         torch.testing.assert_close(part[n + "_grad"], full[n + "_grad"][:, [1, 8]])
     assert part["blocks.0.hook_h0_grad"].shape == (3, 8)
     torch.testing.assert_close(m.W.grad, g_full)        # parameters get .grad, as in TL
+    _, fast = m.run_with_cache(tokens, incl_bwd=True, steps=[2, -1], names_filter=STATE,
+                               return_type="loss", labels=labels)     # fast path, same rule
+    assert list(fast.keys()) == [STATE, STATE + "_grad"]
+    torch.testing.assert_close(fast[STATE + "_grad"], full[STATE + "_grad"][:, [1, 8]])
     # the memory guard counts the gradients too
     with pytest.raises(ValueError, match="hook_transition_grad"):
         m.run_with_cache(tokens, incl_bwd=True, return_type="loss", labels=labels,

@@ -107,7 +107,7 @@ class _InputGradTap(torch.autograd.Function):
         step = max(1, (1 << 22) // max(1, D * H))          # bound the [rows, D, H] temporary
         for r in range(0, T * B, step):
             MH = (rows_prev[r:r + step] @ Mcat.T).view(-1, D, H)     # (M_k h)[i]
-            dx[r:r + step] = torch.einsum("rki,ri->rk", MH, rows_dU[r:r + step])
+            torch.bmm(MH, rows_dU[r:r + step].unsqueeze(2), out=dx[r:r + step].unsqueeze(2))
         return dx.view(T, B, D), None, None
 
 

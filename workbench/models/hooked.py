@@ -133,6 +133,26 @@ class StepCacheRecorder:
             self._parts = {}
 
 
+class _GradCollector:
+    """``step_grad_hook`` when every backward hook of the site is a cache recorder: the per-step
+    gradients go into one ``[T, B, ...]`` buffer (one copy per step, no hook calls) and reach
+    the recorders in one piece after step 1, the last one backward visits."""
+
+    def __init__(self, hp: HookPoint, recorders: list):
+        self.hp, self.recorders, self.buf = hp, recorders, None
+
+    def __call__(self, g: torch.Tensor, t: int) -> torch.Tensor:
+        if self.buf is None:
+            self.buf = g.new_empty((t,) + tuple(g.shape))   # first call: t = T
+        self.buf[t - 1].copy_(g)
+        if t == 1:
+            full = self.buf.transpose(0, 1)
+            for rec in self.recorders:
+                rec.store_full(full, self.hp.name)
+            self.buf = None
+        return g
+
+
 class _SetStepOnBackward(torch.autograd.Function):
     """Identity; in backward it sets ``hook_point.ctx["t"]`` before the hook point's own
     backward hooks run (they sit just upstream of this node), so per-step backward hooks of the
@@ -368,6 +388,9 @@ class HookedRecurrentModule(HookedRootModule):
         fns = list(hp._backward_hooks.values())
         if not fns or not torch.is_grad_enabled():
             return None
+        recorders = [h.user_hook for h in hp.bwd_hooks if is_cache_hook(h.user_hook)]
+        if len(recorders) == len(fns):
+            return _GradCollector(hp, recorders)
 
         def fire(g: torch.Tensor, t: int) -> torch.Tensor:
             hp.ctx["t"] = t
