@@ -32,10 +32,11 @@ token, so its *size* can be off (a unit state moved far along the sphere) while 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
 from analyses.probing import (ONCE_SITES, PER_STEP_SITES, STATE_HOOK, PatchingResult,
                               make_patching_pairs, patching_sweep)
 
@@ -58,8 +59,8 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-@dataclass
-class AttributionResult:
+@dataclass(repr=False)
+class AttributionResult(Result):
     """Attribution-patching estimates per (site, step), optionally beside the real sweep."""
 
     sites: list[str]
@@ -68,8 +69,8 @@ class AttributionResult:
     estimate: np.ndarray                 # [n_sites, S] estimated recovered fraction (pair mean)
     clean_ld: np.ndarray                 # [B] LD of the clean runs
     corrupt_ld: np.ndarray               # [B] LD of the corrupted runs
-    metric: str = METRIC
-    patching: PatchingResult | None = None   # the activation-patching sweep compared against
+    metric: str = field(default=METRIC, repr=False)
+    patching: PatchingResult | None = field(default=None, repr=False)   # the sweep compared against
     spearman: float | None = None        # rank correlation with patching.recovery, all cells,
     #                                      cells within noise_floor of 0 tied at 0 in both maps
     spearman_raw: float | None = None    # the same without the floor
@@ -120,14 +121,9 @@ class AttributionResult:
         return s
 
     def plot(self, ax=None):
-        from analyses.plot_attribution import plot_attribution
+        from analyses.plot.attribution import plot_attribution
 
         return plot_attribution(self, ax=ax)
-
-    def __repr__(self) -> str:
-        rho = "" if self.spearman is None else f", spearman={self.spearman:.3f}"
-        return (f"AttributionResult(sites={self.sites}, steps={self.steps.size}, "
-                f"pairs={self.clean_ld.size}{rho})")
 
 
 def _answer_ld(logits, cl, co):

@@ -5,7 +5,7 @@ A checkpoint is a folder::
     model.safetensors   weights (safetensors only: loading never runs code, no pickle anywhere)
     config.json         format_version, model config, task spec, training config, versions, seed,
                         and the SHA-256 of model.safetensors
-    metrics.json        accuracy per length (raw and chance-normalised), train time, steps
+    metrics.json        accuracy per length (raw and chance-normalized), train time, steps
 
 The danger this module guards against is a checkpoint that loads *silently wrong*: a truncated
 copy, a hand-edited config whose hidden size no longer matches the weights, a flipped byte in a
@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.variants import VARIANTS
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -34,10 +36,7 @@ INDEX_FILE = "index.json"
 
 #: Variants ``workbench.models.build_model`` accepts (internals.md). Checked before building so
 #: that a hand-edited variant gets a message naming the accepted forms.
-KNOWN_VARIANTS = (
-    "full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-    "lstm", "gru", "elman", "transformer",
-)
+KNOWN_VARIANTS = VARIANTS
 
 # safetensors dtype names -> bytes per element (the ones torch can produce).
 _ST_ITEMSIZE = {

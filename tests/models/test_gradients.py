@@ -83,7 +83,7 @@ def _reference_grads(m, tokens, labels, names, normalize):
     loss = m.run_with_hooks(tokens, normalize=normalize, return_type="loss", labels=labels,
                             fwd_hooks=[(n, add) for n in names])
     grads = torch.autograd.grad(loss, list(deltas.values()))
-    return dict(zip(names, grads))
+    return dict(zip(names, grads, strict=True))
 
 
 # (variant, kw, additive); positive_diag is always additive
@@ -117,7 +117,7 @@ def test_incl_bwd_gradients_equal_autograd(variant, kw, additive, normalize, tok
     for n in downstream + ["hook_embed"]:
         assert cache[n + "_grad"].shape == ref[n].shape, n
         assert _rel(cache[n + "_grad"], ref[n]) < REL, (n, _rel(cache[n + "_grad"], ref[n]))
-    for p, g in zip(params, ref_params):               # parameter gradients counted once
+    for p, g in zip(params, ref_params, strict=True):            # parameter gradients counted once
         assert _rel(p.grad, g) < REL, _rel(p.grad, g)
     # 2. every hook point (the loop runs for dense variants: hook_transition is in the graph)
     _, cache = m.run_with_cache(tokens, incl_bwd=True, normalize=normalize,

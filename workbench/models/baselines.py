@@ -26,10 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from workbench.variants import BY_NAME, RNN_BASELINES
+
 from .config import ModelConfig
 from .hooked import HookedRecurrentModule
 
-_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "elman": nn.RNN}
+_RNN_CLASSES = {v: getattr(nn, BY_NAME[v].torch_module) for v in RNN_BASELINES}
 
 
 class _BaselineBlock(nn.Module):
@@ -186,7 +188,7 @@ class HookedCausalTransformer(_NoTransitions, HookedRecurrentModule):
         x = self.hook_embed(F.embedding(tokens, self.W_E))
         x = x + sinusoidal_positions(T, self.cfg.d_hidden, x.device, x.dtype)
         mask = nn.Transformer.generate_square_subsequent_mask(T, device=x.device, dtype=x.dtype)
-        for blk, layer in zip(self.blocks, self.layers):
+        for blk, layer in zip(self.blocks, self.layers, strict=True):
             x = layer(x, src_mask=mask, is_causal=True)
             x = blk.hook_state(x)
             x = blk.hook_out(x)

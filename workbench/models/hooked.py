@@ -243,7 +243,7 @@ def state_patch_setter(model: HookedRootModule, name: str) -> Callable:
 
 
 def parse_steps(steps: Any, T: int) -> list[int] | None:
-    """Normalise ``steps=`` to a sorted list of distinct 1-based steps, or None (all).
+    """Normalize ``steps=`` to a sorted list of distinct 1-based steps, or None (all).
 
     Accepted: None, an int, or an iterable of ints (``range`` included), each in ``1..T`` or
     negative counting from the end (``-1`` = T).
@@ -319,7 +319,7 @@ class HookedRecurrentModule(HookedRootModule):
         return tokens.long()
 
     def resolve_normalize(self, normalize: bool | None) -> bool:
-        """Per-step normalisation: argument > cfg.normalize > eval mode (see ModelConfig)."""
+        """Per-step normalization: argument > cfg.normalize > eval mode (see ModelConfig)."""
         if normalize is None:
             normalize = self.cfg.normalize
         if normalize is None:
@@ -485,9 +485,11 @@ class HookedRecurrentModule(HookedRootModule):
         The alias of :func:`workbench.load_checkpoint` that returns only the model (eval mode);
         nothing is downloaded, names are those of ``checkpoints/index.json``.
         """
-        from workbench.checkpoints import load_checkpoint   # checkpoints imports models
+        # The public, lazily resolved API (workbench/__init__.py), called at run time: loading
+        # sits above the models (checkpoints build them), so no module import goes upward.
+        import workbench
 
-        model, _ = load_checkpoint(name, **load_kwargs)
+        model, _ = workbench.load_checkpoint(name, **load_kwargs)
         if not isinstance(model, cls):
             raise ValueError(f"{name!r} is a {type(model).__name__} (variant "
                              f"{model.cfg.variant!r}), not a {cls.__name__}; accepted: call "

@@ -220,7 +220,7 @@ class Task:
         Equal to ``1 / n_classes`` for tasks with uniform labels (group and cyclic word problems,
         parity, cycle navigation); larger for skewed tasks (random FSMs, modular arithmetic with
         composite moduli, some ``/gens`` tasks). It can be 1.0 for degenerate tasks whose label is
-        fixed by the length (``group:Z4/gens`` has one generator): normalise with care.
+        fixed by the length (``group:Z4/gens`` has one generator): normalize with care.
         """
         if self.token_elements is not None and self.group is not None and len(np.unique(self.token_elements)) == self.group.order:
             return 1.0 / self.n_classes  # every element is a token: the product is uniform
