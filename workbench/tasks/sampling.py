@@ -75,7 +75,7 @@ class Task:
         Canonical spec string (round-trips through ``make_task``).
     family : str
         ``parity``, ``cyclic``, ``fsm``, ``modarith``, ``modarith_lr``, ``even_pairs``,
-        ``cycle_navigation`` or ``group``.
+        ``cycle_navigation``, ``group`` or ``automaton`` (a user's, see :meth:`from_automaton`).
     d_vocab : int
     n_classes : int
     automaton : Automaton
@@ -106,6 +106,34 @@ class Task:
     def __repr__(self) -> str:
         g = f", group={self.group.name}" if self.group is not None else ""
         return f"Task({self.spec!r}, d_vocab={self.d_vocab}, n_classes={self.n_classes}, states={self.automaton.n_states}{g})"
+
+    @classmethod
+    def from_automaton(cls, transitions, start: int, outputs, token_names=None,
+                       spec: str = "automaton") -> "Task":
+        """A task from your own automaton (what ``make_task("automaton:PATH.json")`` reads).
+
+        Parameters
+        ----------
+        transitions : [[next state per symbol] per state], list or int array [n_states, n_symbols]
+        start : int, the state before any token.
+        outputs : [label per state], non-negative ints; ``n_classes = max(outputs) + 1``.
+        token_names : optional, one distinct string per symbol (default ``"0", "1", ...``).
+        spec : recorded as ``task.spec``.
+
+        Raises ``ValueError`` naming the bad field. The states are kept as given (not minimised).
+        """
+        from .user_automaton import task_from_record
+
+        record = {"transitions": transitions, "start": start, "outputs": outputs,
+                  "token_names": token_names}
+        return task_from_record(record, spec=spec, what=f"Task.from_automaton (spec {spec!r})")
+
+    def automaton_record(self) -> dict:
+        """``{"transitions", "start", "outputs", "token_names"}``, JSON-safe: the automaton file
+        format (``make_task("automaton:PATH.json")``), for any task."""
+        from .user_automaton import automaton_record
+
+        return automaton_record(self)
 
     # ---- lengths ----------------------------------------------------------------------------
 
