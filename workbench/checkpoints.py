@@ -314,7 +314,9 @@ def task_of_config(config: dict, what: str = "config.json"):
 
 
 def _model_config_of(model):
-    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+    # model_config first: the transformer baseline's .cfg is TransformerLens's own config.
+    cfg = getattr(model, "model_config", None) or getattr(model, "cfg", None) \
+        or getattr(model, "config", None)
     if cfg is None or not hasattr(cfg, "to_dict"):
         raise ValueError("model has no ModelConfig at .cfg (expected a workbench.models module)")
     return cfg
@@ -464,6 +466,11 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
 
     expected_hash = config.get("weights_sha256") if verify_hash else None
     tensors = load_tensors(folder / WEIGHTS_FILE, str(folder / WEIGHTS_FILE), expected_hash)
+    if cfg.variant == "transformer":
+        from workbench.models.transformer import is_legacy_state_dict, upgrade_legacy_state_dict
+
+        if is_legacy_state_dict(tensors):  # the nn.TransformerEncoderLayer baseline's names
+            tensors = upgrade_legacy_state_dict(tensors, cfg.n_layers)
     wanted = model.state_dict()
     missing = sorted(set(wanted) - set(tensors))
     extra = sorted(set(tensors) - set(wanted))
