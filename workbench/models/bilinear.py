@@ -208,7 +208,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         tensors : dict[str, Tensor or array]
             Under the model's own parameter names (``model.state_dict()`` keys: ``W``
             [H, H, D], ``h0`` [H], ``W_U`` [H, C], ``W_E`` [V, D] for a learned embedding,
-            ``W_B`` [D, H] / ``b_B`` [H] for ``additive``, ...; ``docs/models.md`` lists them
+            ``W_B`` [D, H] / ``b_B`` [H] for ``additive``, ...; ``docs/your-own-models-and-automata.md`` lists them
             per variant). For ``full``, ``token_matrices`` [V, H, H] (``h_t = A[v] h_{t-1}``)
             may replace ``W``. Cast to float32.
         **cfg_overrides

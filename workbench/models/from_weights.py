@@ -1,7 +1,7 @@
 """Build a hooked bilinear RNN from plain tensors: a model trained elsewhere, brought in.
 
 The tensors are named as the model names its own parameters (``model.state_dict()`` keys, see
-``docs/models.md``), so ``from_weights(v, model.state_dict())`` rebuilds ``model``. Sizes are
+``docs/your-own-models-and-automata.md``), so ``from_weights(v, model.state_dict())`` rebuilds ``model``. Sizes are
 read from the shapes; every tensor is then checked against the shape the inferred (or
 overridden) configuration needs, and a mismatch names the tensor, its shape and the expected
 one. The danger this guards against: ``load_state_dict`` on a wrongly sized model either fails
