@@ -50,8 +50,8 @@ def main(argv=None):
     for T in (10, 100, 500):
         tokens = torch.randint(0, 5, (64, T))
         with torch.no_grad():
-            ref = _best(lambda: legacy_reference_forward(legacy, cfg, tokens), args.repeats)
-            new = _best(lambda: model(tokens), args.repeats)
+            ref = _best(lambda tk=tokens: legacy_reference_forward(legacy, cfg, tk), args.repeats)
+            new = _best(lambda tk=tokens: model(tk), args.repeats)
         print(f"{f'forward, no grad, B=64, T={T}':<34} {ref * 1e3:>24.1f} ms {new * 1e3:>7.1f} ms "
               f"{new / ref:>6.2f}")
 

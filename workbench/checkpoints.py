@@ -5,7 +5,7 @@ A checkpoint is a folder::
     model.safetensors   weights (safetensors only: loading never runs code, no pickle anywhere)
     config.json         format_version, model config, task spec, training config, versions, seed,
                         and the SHA-256 of model.safetensors
-    metrics.json        accuracy per length (raw and chance-normalised), train time, steps
+    metrics.json        accuracy per length (raw and chance-normalized), train time, steps
 
 The danger this module guards against is a checkpoint that loads *silently wrong*: a truncated
 copy, a hand-edited config whose hidden size no longer matches the weights, a flipped byte in a
@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.variants import VARIANTS
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -34,10 +36,7 @@ INDEX_FILE = "index.json"
 
 #: Variants ``workbench.models.build_model`` accepts (internals.md). Checked before building so
 #: that a hand-edited variant gets a message naming the accepted forms.
-KNOWN_VARIANTS = (
-    "full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-    "lstm", "gru", "elman", "transformer",
-)
+KNOWN_VARIANTS = VARIANTS
 
 # safetensors dtype names -> bytes per element (the ones torch can produce).
 _ST_ITEMSIZE = {
@@ -297,14 +296,12 @@ def _task_entry(task) -> tuple[str, dict | None]:
 def task_of_config(config: dict, what: str = "config.json"):
     """The Task a checkpoint's ``config.json`` describes: its stored automaton if it has one,
     else ``make_task(config["task"])``."""
-    from workbench.tasks import make_task
-    from workbench.tasks.user_automaton import task_from_record
+    from workbench.tasks import Task, make_task
 
     spec = config["task"]
     try:
         if "automaton" in config:
-            return task_from_record(config["automaton"], spec=spec,
-                                    what=f"{what}: stored automaton")
+            return Task.from_record(config["automaton"], spec=spec, what=f"{what}: stored automaton")
         if spec.strip().startswith("automaton"):
             raise ValueError("an automaton task's checkpoint must store the automaton "
                              "(key 'automaton' missing)")
@@ -466,11 +463,11 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
 
     expected_hash = config.get("weights_sha256") if verify_hash else None
     tensors = load_tensors(folder / WEIGHTS_FILE, str(folder / WEIGHTS_FILE), expected_hash)
-    if cfg.variant == "transformer":
-        from workbench.models.transformer import is_legacy_state_dict, upgrade_legacy_state_dict
-
-        if is_legacy_state_dict(tensors):  # the nn.TransformerEncoderLayer baseline's names
-            tensors = upgrade_legacy_state_dict(tensors, cfg.n_layers)
+    # A model whose tensor layout changed converts checkpoints of its earlier layout here
+    # (the transformer baseline: nn.TransformerEncoderLayer names -> TransformerLens names).
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if upgrade is not None:
+        tensors = upgrade(tensors)
     wanted = model.state_dict()
     missing = sorted(set(wanted) - set(tensors))
     extra = sorted(set(tensors) - set(wanted))

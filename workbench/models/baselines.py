@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from workbench.variants import BY_NAME, RNN_BASELINES
+
 from .config import ModelConfig
 from .hooked import HookedRecurrentModule
 
-_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "elman": nn.RNN}
+_RNN_CLASSES = {v: getattr(nn, BY_NAME[v].torch_module) for v in RNN_BASELINES}
 
 
 class _BaselineBlock(nn.Module):

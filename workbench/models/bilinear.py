@@ -22,20 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from .config import BILINEAR_VARIANTS, DIAGONAL_VARIANTS, ModelConfig
+from workbench.variants import BILINEAR_VARIANTS, COMPLEX_VARIANTS, DIAGONAL_VARIANTS, PARAM_HOOKS
+
+from .config import ModelConfig
+from .from_weights import from_weights
 from .hooked import HookedRecurrentModule
 from .recurrence import DENSE_METHODS, dense_token_recurrence, diag_recurrence
 
-# The variant-specific parameter hook of each variant (None: the transition itself).
-PARAM_HOOKS = {
-    "full": None,
-    "cp": "hook_gates",
-    "block": "hook_blocks",
-    "rotation": "hook_angles",
-    "complex_diag": "hook_diag",
-    "real_diag": "hook_diag",
-    "positive_diag": "hook_diag",
-}
 # Recurrent parameters frozen by freeze_transition (W_E too: it changes every A(x)).
 TRANSITION_PARAMS = ("W", "W_out", "W_gate", "W_in", "W_blocks", "W_angle", "W_re", "W_im",
                      "W_diag", "b_diag", "W_E")
@@ -109,7 +102,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         self.cfg = cfg
         self.recurrence_method = "auto"
         # Training-only perturbation (set by the training recipe, never saved): Gaussian noise of
-        # relative size state_noise added to every pre-normalisation state in train mode. It makes
+        # relative size state_noise added to every pre-normalization state in train mode. It makes
         # any direction the recurrence amplifies visible within the short training lengths, so
         # training pushes such directions to contract instead of letting them take over at
         # length 500 (see workbench.training).
@@ -224,9 +217,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         ValueError naming the tensor, its shape and the expected shape; missing or unexpected
         tensors by name.
         """
-        from .from_weights import from_weights
-
-        return from_weights(variant, tensors, **cfg_overrides)
+        return from_weights(cls, variant, tensors, **cfg_overrides)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -291,7 +282,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         if v == "block":
             return _block_diag(params)
         P = self._diag_kernel_input(params)
-        if v in ("rotation", "complex_diag"):
+        if v in COMPLEX_VARIANTS:
             return _block_diag(_pairs_to_blocks(P))
         return torch.diag_embed(P)
 
@@ -431,7 +422,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
                     params = self._params(l, tokens, x)
                 P = self._diag_kernel_input(params).transpose(0, 1).contiguous()
             states = diag_recurrence(P, h0, Ct, norm,
-                                     is_complex=cfg.variant in ("rotation", "complex_diag"))
+                                     is_complex=cfg.variant in COMPLEX_VARIANTS)
         states = states.transpose(0, 1)
         self.fill_step_caches(state_name, states)
         return states
@@ -471,7 +462,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
                 b = cfg.block_size
                 step = lambda h, t: torch.einsum("bnij,bnj->bni", bs[t],
                                                  h.view(B, H // b, b)).reshape(B, H)
-            elif v in ("rotation", "complex_diag"):
+            elif v in COMPLEX_VARIANTS:
                 Ps = self._diag_kernel_input(params).unbind(1)
 
                 def step(h, t):

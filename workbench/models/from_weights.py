@@ -14,19 +14,10 @@ import re
 
 import torch
 
-from .config import BILINEAR_VARIANTS, ModelConfig
+from workbench.variants import BILINEAR_VARIANTS
 
-#: The tensor(s) that carry a variant's transition, with the shape each one has.
-TRANSITION_TENSORS = {
-    "full": {"W": "[H, H, D]"},
-    "cp": {"W_out": "[H, R]", "W_in": "[H, R]", "W_gate": "[D, R]"},
-    "block": {"W_blocks": "[H/b, b, b, D]"},
-    "rotation": {"W_angle": "[D, H/2]"},
-    "complex_diag": {"W_re": "[D, H/2]", "W_im": "[D, H/2]"},
-    "real_diag": {"W_diag": "[D, H]"},
-    "positive_diag": {"blocks.0.W_diag": "[D, H]", "blocks.0.b_diag": "[H]",
-                      "blocks.0.W_B": "[D, H]", "blocks.0.b_B": "[H]", "blocks.0.h0": "[H]"},
-}
+from .config import ModelConfig
+
 #: ``full`` only: per-token matrices instead of ``W``; ``token_matrices[v]`` maps h_{t-1} to h_t.
 TOKEN_MATRICES = "token_matrices"
 
@@ -103,7 +94,12 @@ def infer_config(variant: str, tensors: dict[str, torch.Tensor], **overrides) ->
             n += 1
         fields["n_layers"] = n
     else:
-        name, layout = next(iter(TRANSITION_TENSORS[variant].items()))
+        if variant == "rotation":
+            name, layout = "W_angle", "[D, H/2]"
+        elif variant == "complex_diag":
+            name, layout = "W_re", "[D, H/2]"
+        else:
+            name, layout = "W_diag", "[D, H]"
         D = _need(tensors, name, variant, 2, layout).shape[0]
     if "W_E" in tensors:
         W_E = _need(tensors, "W_E", variant, 2, "[V, D]")
@@ -158,16 +154,15 @@ def load_weights(model, tensors: dict[str, torch.Tensor]) -> None:
             model.set_transition_matrices(token_matrices)
 
 
-def from_weights(variant: str, tensors: dict, **cfg_overrides):
-    """See :meth:`HookedBilinearRNN.from_weights`."""
-    from . import build_model
-
+def from_weights(model_class, variant: str, tensors: dict, **cfg_overrides):
+    """``model_class`` (``HookedBilinearRNN``) built from ``tensors``; see
+    :meth:`HookedBilinearRNN.from_weights`."""
     if variant not in BILINEAR_VARIANTS:
         raise ValueError(f"from_weights: variant={variant!r}; accepted: "
                          f"{', '.join(BILINEAR_VARIANTS)} (the bilinear family)")
     tensors = _as_tensors(tensors)
     cfg = infer_config(variant, tensors, **cfg_overrides)
     with torch.random.fork_rng(devices=[]):  # the init is overwritten; keep the caller's RNG
-        model = build_model(cfg)
+        model = model_class(cfg)
     load_weights(model, tensors)
     return model.eval()

@@ -81,7 +81,7 @@ def _init_like_encoder_layer(native: NativeModel, H: int) -> None:
             a = block.attn
             qkv = torch.empty(3 * H, H)
             nn.init.xavier_uniform_(qkv)
-            for lin, w in zip((a.q, a.k, a.v), qkv.split(H)):
+            for lin, w in zip((a.q, a.k, a.v), qkv.split(H), strict=True):
                 lin.weight.copy_(w)
                 lin.bias.zero_()
             a.o.bias.zero_()
@@ -129,7 +129,7 @@ class HookedCausalTransformer(TransformerBridge):
         self.model_config = cfg
         for name in _WORKBENCH_FIELDS:
             setattr(self.cfg, name, getattr(cfg, name))
-        for block, native_block in zip(self.blocks, native_blocks):
+        for block, native_block in zip(self.blocks, native_blocks, strict=True):
             # Fired from the wrapped block itself, so it comes before TL's hook_out (an edit
             # at hook_out then leaves hook_state alone, as on the recurrent models).
             block.hook_state = HookPoint()
@@ -149,6 +149,13 @@ class HookedCausalTransformer(TransformerBridge):
 
     def set_transition_matrices(self, A):
         raise ValueError("set_transition_matrices() needs variant 'full', not 'transformer'")
+
+    def upgrade_state_dict(self, tensors: dict) -> dict:
+        """``tensors`` in this model's layout: the earlier baseline's are converted exactly
+        (:func:`upgrade_legacy_state_dict`), others returned as they are."""
+        if is_legacy_state_dict(tensors):
+            return upgrade_legacy_state_dict(tensors, self.model_config.n_layers)
+        return tensors
 
     def hook_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
         """Shapes of the workbench-vocabulary hooks for a [batch, length] input (TL's own
@@ -217,7 +224,7 @@ def upgrade_legacy_state_dict(tensors: dict, n_layers: int) -> dict:
         old, new = f"layers.{l}.", f"blocks.{l}."
         H = tensors[old + "self_attn.out_proj.weight"].shape[0]
         for part, w, b in zip("qkv", tensors[old + "self_attn.in_proj_weight"].split(H),
-                              tensors[old + "self_attn.in_proj_bias"].split(H)):
+                              tensors[old + "self_attn.in_proj_bias"].split(H), strict=True):
             out[f"{new}attn.{part}.weight"] = w.contiguous()
             out[f"{new}attn.{part}.bias"] = b.contiguous()
         renames = {"self_attn.out_proj": "attn.o", "norm1": "ln1", "norm2": "ln2",

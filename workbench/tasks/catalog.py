@@ -101,7 +101,8 @@ def _make(spec: str, s: str) -> Task:
     if family == "automaton":
         if not arg:
             raise _bad(spec, "missing path: automaton:PATH.json")
-        return read_automaton_file(arg, spec)
+        record, what = read_automaton_file(arg, spec)
+        return Task.from_record(record, spec=spec, what=what)
     if family == "group":
         name, gens = arg, False
         if name.endswith("/gens"):

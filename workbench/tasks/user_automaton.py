@@ -20,7 +20,7 @@ import numpy as np
 from .automata import Automaton
 
 __all__ = ["AUTOMATON_FORMAT", "MAX_AUTOMATON_ENTRIES", "MAX_AUTOMATON_FILE_BYTES",
-           "automaton_record", "read_automaton_file", "task_from_record"]
+           "automaton_record", "parse_record", "read_automaton_file"]
 
 AUTOMATON_FORMAT = ('{"transitions": [[next state per symbol] per state], "start": int, '
                     '"outputs": [label per state], "token_names": [name per symbol] (optional)}')
@@ -109,23 +109,19 @@ def _token_names(value, k: int, what: str) -> list[str]:
     return list(value)
 
 
-def task_from_record(record, spec: str = "automaton", what: str | None = None):
-    """A :class:`~workbench.tasks.Task` from the JSON object of the module docstring.
+def parse_record(record, what: str) -> tuple[Automaton, list[str]]:
+    """Validate the JSON object of the module docstring: ``(automaton, token_names)``.
 
     Parameters
     ----------
     record : dict with ``transitions``, ``start``, ``outputs`` and optionally ``token_names``
         (lists, or numpy arrays).
-    spec : the task's spec (``automaton:PATH.json`` when read from a file).
-    what : where the record comes from, for error messages (default: ``spec``).
+    what : where the record comes from, for error messages.
 
     Raises
     ------
     ValueError naming the bad field (and entry) and the accepted form.
     """
-    from .sampling import Task
-
-    what = what or f"automaton task {spec!r}"
     if not isinstance(record, dict):
         raise ValueError(f"{what}: expected a JSON object, got {type(record).__name__}; "
                          f"accepted: {AUTOMATON_FORMAT}")
@@ -142,15 +138,12 @@ def task_from_record(record, spec: str = "automaton", what: str | None = None):
         raise _bad(what, "start", f"{start!r} is not a state id in 0..{n - 1}")
     outputs = _outputs(record["outputs"], n, what)
     names = _token_names(record.get("token_names"), k, what)
-    automaton = Automaton(tr, int(start), outputs)
-    return Task(spec=spec, family="automaton", d_vocab=k, n_classes=automaton.n_outputs,
-                automaton=automaton, token_names=names,
-                description=f"user automaton: {n} states, {k} symbols, "
-                            f"{automaton.n_outputs} labels; label = output of the state")
+    return Automaton(tr, int(start), outputs), names
 
 
-def read_automaton_file(path: str, spec: str):
-    """Read, parse and validate an automaton JSON file into a Task (errors name the file)."""
+def read_automaton_file(path: str, spec: str) -> tuple[dict, str]:
+    """Read and parse an automaton JSON file: ``(record, what)`` for :func:`parse_record`
+    (errors name the file; the record is validated by ``parse_record``)."""
     p = Path(path)
     what = f"automaton file {path!r}"
     if not p.is_file():
@@ -166,11 +159,10 @@ def read_automaton_file(path: str, spec: str):
     except json.JSONDecodeError as e:
         raise ValueError(f"{what}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
                          f"accepted: {AUTOMATON_FORMAT}") from None
-    return task_from_record(record, spec=spec, what=what)
+    return record, what
 
 
-def automaton_record(task) -> dict:
-    """The JSON-safe object of the module docstring for any task (what checkpoints store)."""
-    a = task.automaton
-    return {"transitions": a.transitions.tolist(), "start": int(a.start),
-            "outputs": a.outputs.tolist(), "token_names": list(task.token_names)}
+def automaton_record(automaton: Automaton, token_names: list[str]) -> dict:
+    """The JSON-safe object of the module docstring (what checkpoints store)."""
+    return {"transitions": automaton.transitions.tolist(), "start": int(automaton.start),
+            "outputs": automaton.outputs.tolist(), "token_names": list(token_names)}

@@ -3,7 +3,7 @@
 Nothing here trains or analyses; it reads ``checkpoints/index.json`` and the per-run JSON files
 through :mod:`workbench.zoo` / :mod:`workbench.checkpoints` (the same code that wrote them) and
 loads models with :func:`workbench.checkpoints.load_checkpoint`. The one choice made here is
-*which* seed represents a (task, variant) cell in a figure: the best seed by chance-normalised
+*which* seed represents a (task, variant) cell in a figure: the best seed by chance-normalized
 accuracy at length 500 (ties: lowest seed), and every sentence that uses it says so.
 """
 from __future__ import annotations
@@ -93,7 +93,7 @@ class Zoo:
         raise KeyError(f"{name!r} is not a finished run of the zoo at {self.root}")
 
     def pick(self, task: str, variant_key: str) -> str | None:
-        """The run that represents a (task, variant) cell: best chance-normalised accuracy at
+        """The run that represents a (task, variant) cell: best chance-normalized accuracy at
         length 500, ties to the lowest seed; None when the zoo has no such run."""
         rows = [r for r in self.rows if r["task"] == task and r["variant_key"] == variant_key]
         if not rows:
@@ -102,13 +102,13 @@ class Zoo:
         return best["name"]
 
     def describe(self, name: str) -> str:
-        """``"cyclic:5, rotation, seed 1 (best of 3 by accuracy at 500; normalised 1.00)"``."""
+        """``"cyclic:5, rotation, seed 1 (best of 3 by accuracy at 500; normalized 1.00)"``."""
         r = self.row(name)
         n = len(self.names(r["task"], r["variant_key"]))
         acc = r.get("norm_500")
         acc_s = "—" if acc is None else f"{acc:.2f}"
         pick = f"best of {n} seeds by accuracy at 500; " if n > 1 else ""
-        return f"{r['task']}, {r['variant_key']}, seed {r['seed']} ({pick}normalised accuracy at 500: {acc_s})"
+        return f"{r['task']}, {r['variant_key']}, seed {r['seed']} ({pick}normalized accuracy at 500: {acc_s})"
 
     # ------------------------------------------------------------------ models
 

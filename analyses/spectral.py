@@ -3,7 +3,7 @@
 Every bilinear model is, per token, one matrix ``A_v`` (``model.transition_matrices()``,
 ``[V, H, H]``). What the network computes is invariant to
 
-* a positive scale per token (the update is homogeneous and states are L2-normalised at inference),
+* a positive scale per token (the update is homogeneous and states are L2-normalized at inference),
 * a change of basis of the hidden space,
 * whatever happens outside the subspace the states actually reach from ``h_0``.
 
@@ -29,7 +29,7 @@ whose order divides the *period* of ``v``'s state map (the lcm of the cycle leng
 angular distance to the nearest such root: zero for an exact solution, and a phase error ``eps``
 per step accumulates to the decision boundary ``pi / m`` after about ``pi / (m eps)`` steps.
 
-Norm dynamics. Along a random sequence the normalised state grows along the top Lyapunov
+Norm dynamics. Along a random sequence the normalized state grows along the top Lyapunov
 direction; direction ``i`` decays relative to it by ``exp(-(g_1 - g_i) L)``. Directions that have
 died within the training lengths cannot have been used by the trained model; the first direction
 that dies *beyond* them is where a learned near-solution is predicted to break. An exact group
@@ -43,54 +43,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
-BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
-
-
-# ----------------------------------------------------------------------------- model access
-
-
-def _variant(model) -> str:
-    cfg = getattr(model, "cfg", None)
-    return getattr(cfg, "variant", None) or getattr(model, "variant", "unknown")
-
-
-def model_transitions(model) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-token transition matrices and start state of a bilinear model, float64.
-
-    Returns
-    -------
-    A : array, (V, H, H)
-        ``A[v]`` maps ``h_{t-1}`` to ``h_t`` when token ``v`` is read (before normalisation).
-    h0 : array, (H,) or None
-        The start state (``model.h0``) when the model has one.
-
-    Raises
-    ------
-    ValueError
-        For baselines (LSTM, GRU, Elman, Transformer): they have no per-token linear transition.
-    """
-    variant = _variant(model)
-    if variant in BASELINE_VARIANTS or not hasattr(model, "transition_matrices"):
-        raise ValueError(
-            f"spectra need a bilinear model with transition_matrices(); got variant {variant!r}. "
-            f"Accepted variants: {', '.join(BILINEAR_VARIANTS)}. Baselines have no per-token "
-            "linear transition: use analyses.automata_extraction or analyses.probing instead."
-        )
-    import torch
-
-    with torch.no_grad():
-        A = model.transition_matrices().detach().cpu().double().numpy()
-        h0 = getattr(model, "h0", None)
-        if h0 is None and hasattr(model, "blocks"):  # positive_diag keeps h0 per layer
-            h0 = getattr(model.blocks[0], "h0", None)
-        h0 = None if h0 is None else h0.detach().cpu().double().numpy().reshape(-1)
-    if A.ndim == 4:  # positive_diag with n_layers > 1: analyse the first layer (the one fed by h0)
-        A = A[0]
-    if A.ndim != 3 or A.shape[1] != A.shape[2]:
-        raise ValueError(f"transition_matrices() returned shape {A.shape}; expected [V, H, H]")
-    return A, h0
-
+from analyses._core import model_transitions, reachable_subspace, variant_of
+from analyses._result import Result
+from analyses._result import format_number as _num
+from workbench.variants import COMPLEX_VARIANTS
 
 def token_periods(automaton) -> np.ndarray:
     """Period of each token's state map on the minimal automaton.
@@ -127,52 +83,6 @@ def token_periods(automaton) -> np.ndarray:
 # ----------------------------------------------------------------------------- pure arithmetic
 
 
-def reachable_subspace(A: np.ndarray, h0: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
-    """Orthonormal basis of the smallest subspace containing ``h0`` and invariant under every ``A_v``.
-
-    Krylov expansion: apply every ``A_v`` to every new basis vector, keep the part orthogonal to
-    the basis when its norm exceeds ``rtol`` times the vector's norm (two Gram-Schmidt passes).
-
-    Parameters
-    ----------
-    A : array, (V, H, H)
-    h0 : array, (H,), non-zero
-    rtol : float
-        Relative residual below which a new direction is considered already spanned.
-
-    Returns
-    -------
-    Q : array, (H, r)
-        Orthonormal columns; ``r = H`` for a generic learned model.
-    """
-    A = np.asarray(A, dtype=np.float64)
-    h0 = np.asarray(h0, dtype=np.float64).reshape(-1)
-    if A.ndim != 3 or A.shape[1] != A.shape[2] or h0.shape[0] != A.shape[1]:
-        raise ValueError(f"need A [V, H, H] and h0 [H]; got {A.shape} and {h0.shape}")
-    norm = np.linalg.norm(h0)
-    if not norm > 0:
-        raise ValueError("h0 is zero: a bilinear model with a zero start state never leaves it")
-    H = A.shape[1]
-    basis = [h0 / norm]
-    queue = [basis[0]]
-    while queue and len(basis) < H:
-        q = queue.pop(0)
-        for w in A @ q:  # [V, H]: every token applied to q
-            wn = np.linalg.norm(w)
-            if wn == 0:
-                continue
-            Q = np.stack(basis, 1)
-            r = w - Q @ (Q.T @ w)
-            r = r - Q @ (Q.T @ r)
-            rn = np.linalg.norm(r)
-            if rn > rtol * wn:
-                basis.append(r / rn)
-                queue.append(basis[-1])
-                if len(basis) == H:
-                    break
-    return np.stack(basis, 1)
-
-
 def normalize_transitions(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Divide each ``A_v`` by its spectral radius (module docstring says why).
 
@@ -191,7 +101,7 @@ def normalize_transitions(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def commutator_norms(A: np.ndarray) -> np.ndarray:
     """Relative commutator norms ``||A_u A_v - A_v A_u||_F / (||A_u||_F ||A_v||_F)``.
 
-    Scale-free, so it needs no normalisation; 0 for every diagonal-class model (shared eigenbasis,
+    Scale-free, so it needs no normalization; 0 for every diagonal-class model (shared eigenbasis,
     Prop. 2), and bounded away from 0 where the task's group is non-abelian.
 
     Parameters
@@ -256,10 +166,10 @@ def lyapunov_exponents(
 
     Parameters
     ----------
-    A : array, (V, n, n), normalised
+    A : array, (V, n, n), normalized
     reorth_every : int
         Multiply this many matrices between QR steps (QR costs ~10 matmuls at H = 256). Safe
-        because the matrices are normalised to spectral radius 1: within a few steps no direction
+        because the matrices are normalized to spectral radius 1: within a few steps no direction
         can overflow, and one that underflows is annihilated anyway.
 
     Returns
@@ -290,9 +200,9 @@ def lyapunov_exponents(
 # ----------------------------------------------------------------------------- result
 
 
-@dataclass
-class SpectraResult:
-    """Spectra of the normalised per-token transitions of one model.
+@dataclass(repr=False)
+class SpectraResult(Result):
+    """Spectra of the normalized per-token transitions of one model.
 
     Shapes: V tokens, H hidden units, r = dimension of the reachable subspace.
     """
@@ -307,17 +217,17 @@ class SpectraResult:
     max_commutator: float
     periods: np.ndarray | None         # (V,) expected root-of-unity order per token, when a task is given
     phase_errors: np.ndarray | None    # (V, r) signed radians, NaN for non-persistent eigenvalues
-    max_phase_error: float | None      # max |phase error| over persistent eigenvalues
+    max_phase_error_reachable: float | None   # max |phase error| over persistent eigenvalues, reachable subspace
     frequencies: list[int] | None      # cyclic tasks: detected frequencies k of the +1 token
-    subdominant_ratio: np.ndarray      # (V,) largest normalised modulus below 1 - unit_atol (0 if none)
+    subdominant_ratio: np.ndarray      # (V,) largest normalized modulus below 1 - unit_atol (0 if none)
     token_decay_length: np.ndarray     # (V,) steps until that direction shrinks by decay_tol (inf if none)
-    lyapunov: np.ndarray               # (r,) exponents of random products of normalised matrices
+    lyapunov: np.ndarray               # (r,) exponents of random products of normalized matrices
     lyapunov_decay_length: np.ndarray  # (r,) ln(1/decay_tol) / (g_1 - g_i), inf where equal
-    predicted_break_length: float      # first decay length beyond the training lengths, or phase bound
+    spectral_break_length: float      # first decay length beyond the training lengths, or phase bound
     phase_break_length: float | None   # pi / (m * max phase error), cyclic-like tasks
     rotation_angles: np.ndarray | None = None   # (V, H/2) radians per 2x2 block (rotation/complex)
     # Persistent subspace (analyses.subspaces): where states live after transients. When set,
-    # max_phase_error / max_commutator in `summary()` are these, the reachable ones kept beside.
+    # `max_phase_error` is read there, the reachable number kept beside.
     persistent_subspace: dict | None = None
     persistent_eigenvalues: np.ndarray | None = None   # (V, p) of Qᵀ A_v Q / radius
     max_phase_error_persistent: float | None = None
@@ -326,22 +236,21 @@ class SpectraResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        """JSON-safe summary (DESIGN's ``spectra`` key)."""
+        """JSON-safe summary (the ``spectra`` key of ``analyze --json``)."""
         def num(x):
             if x is None:
                 return None
             x = float(x)
             return x if math.isfinite(x) else None
 
-        pers = self.persistent_subspace is not None
         # Phases are read where the state lives (the persistent subspace). Commutators are taken
         # on the reachable space: there they are exactly zero for the diagonal class by
         # construction, while restricting to a subspace that is only approximately invariant adds
         # its own error (~1e-5); the persistent number is kept beside it.
         return {
-            "max_phase_error": num(self.max_phase_error_persistent if pers else self.max_phase_error),
+            "max_phase_error": num(self.max_phase_error),
             "max_commutator": num(self.max_commutator),
-            "max_phase_error_reachable": num(self.max_phase_error),
+            "max_phase_error_reachable": num(self.max_phase_error_reachable),
             "max_commutator_persistent": num(self.max_commutator_persistent),
             "persistent_subspace": self.persistent_subspace,
             "reachable_dim": int(self.reachable_dim),
@@ -350,15 +259,38 @@ class SpectraResult:
             "min_subdominant_decay_length": num(np.min(self.token_decay_length)),
             # rate at which the second direction dies relative to the first (0: group-like)
             "lyapunov_gap": num(self.lyapunov[0] - self.lyapunov[1]) if self.lyapunov.size > 1 else 0.0,
-            "predicted_break_length": num(self.predicted_break_length),
+            "spectral_break_length": num(self.spectral_break_length),
             "phase_break_length": num(self.phase_break_length),
             "invariance_residual": num(self.invariance_residual),
         }
 
-    def plot(self, **kw):
-        from analyses.plot_spectra import plot_unit_circle
+    @property
+    def max_phase_error(self) -> float | None:
+        """Max |phase error| where the states live: the persistent subspace when computed,
+        else the reachable one (the ``max_phase_error`` of ``summary()``)."""
+        if self.persistent_subspace is not None:
+            return self.max_phase_error_persistent
+        return self.max_phase_error_reachable
 
-        return plot_unit_circle(self, **kw)
+    def sentence(self) -> str:
+        s = self.summary()
+        parts = [f"{s['n_persistent']} persistent eigenvalues on a {s['reachable_dim']}-dim reachable subspace"]
+        if s["max_phase_error"] is not None:
+            parts.append(f"max phase error {_num(s['max_phase_error'])} rad from the expected roots of unity")
+        if s["frequencies"]:
+            parts.append(f"frequencies of token 1: {s['frequencies']}")
+        parts.append(f"max relative commutator {_num(s['max_commutator'])}")
+        brk = self.spectral_break_length
+        parts.append("no predicted break length" if math.isinf(brk) else f"predicted break length {_num(brk)} steps")
+        text = "; ".join(parts)
+        if self.notes:
+            text += " (" + "; ".join(self.notes) + ")"
+        return text
+
+    def plot(self, ax=None, **kw):
+        from analyses.plot.spectra import plot_unit_circle
+
+        return plot_unit_circle(self, ax=ax, **kw)
 
 
 def analyze_spectra(
@@ -479,9 +411,9 @@ def analyze_spectra(
     return SpectraResult(
         radius=radius, eigenvalues=eig, persistent=persistent, persist_threshold=threshold,
         reachable_dim=Q.shape[1], invariance_residual=float(inv_res.max()), commutators=C,
-        max_commutator=max_comm, periods=periods, phase_errors=perr, max_phase_error=max_perr,
+        max_commutator=max_comm, periods=periods, phase_errors=perr, max_phase_error_reachable=max_perr,
         frequencies=freqs, subdominant_ratio=sub, token_decay_length=tok_decay, lyapunov=gamma,
-        lyapunov_decay_length=lyap_decay, predicted_break_length=predicted,
+        lyapunov_decay_length=lyap_decay, spectral_break_length=predicted,
         phase_break_length=phase_break, rotation_angles=angles, rotation_moduli=moduli, notes=notes,
     )
 
@@ -501,7 +433,7 @@ def _cyclic_modulus(task) -> int | None:
 def add_persistent(res: SpectraResult, A: np.ndarray, h0: np.ndarray, periods=None, **kw) -> SpectraResult:
     """Fill the persistent-subspace fields of ``res`` (phases and commutators of ``Qᵀ A_v Q``).
 
-    Every eigenvalue of the restricted, radius-normalised matrices is kept: on the persistent
+    Every eigenvalue of the restricted, radius-normalized matrices is kept: on the persistent
     subspace nothing is meant to decay, so one that does shows up as a phase/modulus error rather
     than being filtered out. ``**kw`` go to `analyses.subspaces.persistent_subspace_from_matrices`.
     """
@@ -512,7 +444,7 @@ def add_persistent(res: SpectraResult, A: np.ndarray, h0: np.ndarray, periods=No
     B = np.swapaxes(Q, 0, 1)[None] @ (A @ Q)
     Bn, _ = normalize_transitions(B)
     eig = np.linalg.eigvals(Bn)
-    res.persistent_subspace = ps.to_dict()
+    res.persistent_subspace = ps.summary()
     res.persistent_eigenvalues = eig
     res.max_commutator_persistent = float(commutator_norms(B).max()) if B.shape[0] > 1 else 0.0
     if periods is not None and eig.size:
@@ -546,9 +478,9 @@ def spectra(model, task=None, train_length: int = 10, persistent: bool = True,
             raise ValueError(
                 f"task {task.spec!r} has {periods.shape[0]} tokens but the model has {A.shape[0]}")
         m = _cyclic_modulus(task)
-    variant = _variant(model)
+    variant = variant_of(model)
     res = analyze_spectra(A, h0, periods=periods, cyclic_m=m, train_length=train_length,
-                          rotation_blocks=variant in ("rotation", "complex_diag"), **kw)
+                          rotation_blocks=variant in COMPLEX_VARIANTS, **kw)
     if persistent and h0 is not None:
         add_persistent(res, A, h0, periods, **(persistent_kw or {}))
     if getattr(getattr(model, "cfg", None), "additive", False) or variant == "positive_diag":
@@ -562,7 +494,7 @@ def break_prediction_check(model, task, lengths=(10, 50, 100, 500), n_sequences:
 
     Returns
     -------
-    dict with ``predicted_break_length`` (float, inf = no break), ``accuracy`` {length: acc},
+    dict with ``spectral_break_length`` (float, inf = no break), ``accuracy`` {length: acc},
     ``chance`` and ``consistent`` (bool: accuracy at lengths well below the prediction is high and
     at lengths well above it is low, each judged at half way between chance and 1).
     """
@@ -571,11 +503,11 @@ def break_prediction_check(model, task, lengths=(10, 50, 100, 500), n_sequences:
     res = spectra(model, task, train_length=train_length)
     acc = evaluate(model, task, list(lengths), n_sequences=n_sequences, seed=seed)
     mid = 0.5 * (1 + task.chance)
-    L = res.predicted_break_length
+    L = res.spectral_break_length
     ok = all((a >= mid) if n < L / 2 else (a < mid) if n > 2 * L else True for n, a in acc.items())
-    return {"predicted_break_length": L, "accuracy": acc, "chance": task.chance, "consistent": ok}
+    return {"spectral_break_length": L, "accuracy": acc, "chance": task.chance, "consistent": ok}
 
 
 def summarize(model, task) -> dict:
-    """DESIGN's ``spectra`` key: ``max_phase_error``, ``max_commutator`` and more (JSON-safe)."""
+    """the ``spectra`` key of ``analyze --json``: ``max_phase_error``, ``max_commutator`` and more (JSON-safe)."""
     return spectra(model, task).summary()

@@ -1,6 +1,6 @@
 """Snap a learned, approximate representation to the exact one it approximates, and test it.
 
-Trained group models are representations only to about 1e-2 (`analyses.representations` says
+Trained group models are representations only to about 1e-2 (`analyses.groups.representations` says
 "approximately <irreps>"), and `analyses.drift` shows the cost: their states walk away and they
 fail at a few thousand steps. Is the exact representation the analysis names really what the model
 computes? The causal test here answers it:
@@ -12,7 +12,7 @@ computes? The causal test here answers it:
    learned token scales (`representations.subspace_action_to_hidden`: the model's own matrices stay
    on the directions the subspace leaves out);
 3. the relative distance between learned and snapped token matrices (what was moved), and the
-   final-step accuracy of the model's own start state, normalisation and readout driven by the
+   final-step accuracy of the model's own start state, normalization and readout driven by the
    learned and by the snapped matrices, at lengths up to far beyond training.
 
 If the snapped model keeps the accuracy at length 500 and holds at lengths where the learned one
@@ -26,14 +26,14 @@ Shapes: V tokens, H hidden size, r subspace dimension, N sequences.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.subspaces import normalised_step
+from analyses._result import Result
+from analyses._core import model_transitions, normalized_step
 
-__all__ = ["IdealizedResult", "snapped_representation", "matrices_accuracy", "idealize"]
+__all__ = ["SnappedResult", "snapped_representation", "matrices_accuracy", "snap_transitions"]
 
 
 def snapped_representation(result, irreps) -> np.ndarray:
@@ -50,7 +50,7 @@ def snapped_representation(result, irreps) -> np.ndarray:
         If the analysis found no block-diagonal basis, or the snapped matrices are complex (a
         complex block form with no real counterpart).
     """
-    from analyses.representations import block_diagonalize, conjugate_irrep_index
+    from analyses.groups.representations import block_diagonalize, conjugate_irrep_index
 
     if result.change_of_basis is None:
         raise ValueError("the representation analysis found no block-diagonal basis "
@@ -89,14 +89,14 @@ def matrices_accuracy(A, h0, W_U, task, lengths, n_sequences: int = 128, seed: i
         tokens = batch.tokens.numpy()
         h = np.tile(h0, (tokens.shape[0], 1))
         for t in range(tokens.shape[1]):
-            h = normalised_step(A, tokens[:, t], h)
+            h = normalized_step(A, tokens[:, t], h)
         pred = (h @ W_U).argmax(-1)
         out[L] = float((pred == batch.labels[:, -1].numpy()).mean())
     return out
 
 
-@dataclass
-class IdealizedResult:
+@dataclass(repr=False)
+class SnappedResult(Result):
     """Learned against snapped-to-exact transitions: what moved, and what it does to accuracy."""
 
     irreps: str                        # the named decomposition, e.g. "2a"
@@ -115,16 +115,22 @@ class IdealizedResult:
                 f"{self.max_token_distance:.1e} (relative); accuracy learned: {accs(self.accuracy_learned)}; "
                 f"snapped: {accs(self.accuracy_snapped)}")
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """JSON-safe summary (the ``snapped`` column of the zoo audit)."""
         return {"irreps": self.irreps, "max_token_distance": float(self.max_token_distance),
                 "snapped_homomorphism_error": float(self.snapped_homomorphism_error),
                 "accuracy_learned": {str(k): v for k, v in self.accuracy_learned.items()},
                 "accuracy_snapped": {str(k): v for k, v in self.accuracy_snapped.items()},
                 "n_sequences": int(self.n_sequences), "summary": self.sentence()}
 
+    def plot(self, ax=None):
+        from analyses.plot.representations import plot_snapping
 
-def idealize(model, task, lengths=(500, 2000, 5000), n_sequences: int = 128, seed: int = 0,
-             rep=None) -> IdealizedResult:
+        return plot_snapping(self, ax=ax)
+
+
+def snap_transitions(model, task, lengths=(500, 2000, 5000), n_sequences: int = 128, seed: int = 0,
+             rep=None) -> SnappedResult:
     """Snap a bilinear model's learned representation to exact and compare accuracies (module doc).
 
     Parameters
@@ -134,16 +140,16 @@ def idealize(model, task, lengths=(500, 2000, 5000), n_sequences: int = 128, see
     lengths : test lengths (final-step accuracy, test-set seed ``seed``).
     rep : a `RepresentationResult` of this model, or None (computed).
     """
-    from analyses.representations import (
-        _model_matrices, cayley_bfs, element_matrices, homomorphism_errors, recover_representation,
+    from analyses.groups.representations import (
+        cayley_bfs, element_matrices, homomorphism_errors, recover_representation,
         subspace_action_to_hidden, task_group_data,
     )
 
     if getattr(getattr(model, "cfg", None), "variant", None) == "positive_diag" or not hasattr(model, "W_U"):
-        raise ValueError("idealize needs a bilinear model with a linear readout W_U (not positive_diag or a baseline)")
+        raise ValueError("snap_transitions needs a bilinear model with a linear readout W_U (not positive_diag or a baseline)")
     group, token_elements = task_group_data(task)
     rep = rep if rep is not None else recover_representation(model, task)
-    A, h0 = _model_matrices(model)
+    A, h0 = model_transitions(model, linear=True)
     snapped = snapped_representation(rep, group.irreps())
     inner = snapped[token_elements]                                   # [V, r, r] gauge coordinates
     learned = rep.gauge[None] @ rep.token_matrices @ np.linalg.inv(rep.gauge)[None]
@@ -161,7 +167,7 @@ def idealize(model, task, lengths=(500, 2000, 5000), n_sequences: int = 128, see
     h0n = h0 / np.linalg.norm(h0)
     acc_l = matrices_accuracy(A, h0n, W_U, task, lengths, n_sequences, seed)
     acc_s = matrices_accuracy(A_snapped, h0n, W_U, task, lengths, n_sequences, seed)
-    names = [f"{m}×{n}" if m > 1 else n for n, m in zip(rep.irrep_names, rep.multiplicities) if m > 0]
-    return IdealizedResult(irreps=" ⊕ ".join(names), token_distance=dist, max_token_distance=float(dist.max()),
+    names = [f"{m}×{n}" if m > 1 else n for n, m in zip(rep.irrep_names, rep.multiplicities, strict=True) if m > 0]
+    return SnappedResult(irreps=" ⊕ ".join(names), token_distance=dist, max_token_distance=float(dist.max()),
                            snapped_homomorphism_error=float(max(edge, prod)), accuracy_learned=acc_l,
                            accuracy_snapped=acc_s, snapped_matrices=A_snapped, n_sequences=int(n_sequences))

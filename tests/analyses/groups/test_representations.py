@@ -4,13 +4,13 @@ non-orthogonal change of basis, unreached junk directions, per-token positive sc
 import numpy as np
 import pytest
 
-from analyses.representations import (
+from analyses.groups.representations import (
     block_diagonalize,
     cayley_bfs,
     character_multiplicities,
     conjugacy_classes_from_table,
     frobenius_schur_indicators,
-    normalise_scales,
+    normalize_scales,
     realify,
     recover_from_matrices,
 )
@@ -66,7 +66,7 @@ def S4():
 def test_planted_s4_recovered_exactly(S4):
     rng = np.random.default_rng(0)
     names = S4.irrep_names()
-    irr = dict(zip(names, S4.irreps()))
+    irr = dict(zip(names, S4.irreps(), strict=True))
     rho = direct_sum(irr["3a"], irr["2a"], irr["trivial"])
     A, h0, _ = hide(rho, 9, rng, noise=1e-7)
     res = recover(S4, A, h0)
@@ -93,7 +93,7 @@ def test_planted_s4_recovered_exactly(S4):
 def test_generator_tokens_and_noise_scaling(S4):
     """/gens tasks: only the generators are tokens; errors scale with the planted noise."""
     names = S4.irrep_names()
-    irr = dict(zip(names, S4.irreps()))
+    irr = dict(zip(names, S4.irreps(), strict=True))
     rho = direct_sum(irr["3b"], irr["sign"])
     errs = []
     for noise in (1e-8, 1e-5):
@@ -131,7 +131,7 @@ def test_random_matrices_are_not_a_representation(S4):
     s = res.sentence()
     assert s.startswith("not a representation") and "homomorphism error" in s
     assert not res.is_approximate()
-    d = res.to_dict()
+    d = res.summary()
     assert d["is_representation"] is False and d["homomorphism_error"] > 0.1
 
 
@@ -139,7 +139,7 @@ def test_nearly_a_representation_fails_at_tolerance(S4):
     """A representation with a 1e-2 perturbation of one token: errors of that size, rejected at
     atol 1e-3, accepted at atol 1e-1 (the decision follows the tolerance, the numbers do not)."""
     rng = np.random.default_rng(4)
-    irr = dict(zip(S4.irrep_names(), S4.irreps()))
+    irr = dict(zip(S4.irrep_names(), S4.irreps(), strict=True))
     rho = irr["3a"].copy()
     rho[5] = rho[5] + 1e-2 * rng.normal(size=(3, 3))
     A, h0, _ = hide(rho, 3, rng, noise=0)
@@ -150,14 +150,14 @@ def test_nearly_a_representation_fails_at_tolerance(S4):
     # Between the two tolerances the result says "approximately", with the irreps it found.
     assert strict.is_approximate(approx_atol=0.1) and not strict.is_approximate(approx_atol=1e-3)
     assert strict.sentence().startswith("approximately 3a of S4")
-    assert strict.to_dict()["approximate"] is True
+    assert strict.summary()["approximate"] is True
     assert not loose.is_approximate()   # exact at its own tolerance: not "approximate"
 
 
 def test_unfaithful_kernel(S4):
     """2a ⊕ trivial factors through S4 → S3: its kernel is the Klein four-group."""
     rng = np.random.default_rng(5)
-    irr = dict(zip(S4.irrep_names(), S4.irreps()))
+    irr = dict(zip(S4.irrep_names(), S4.irreps(), strict=True))
     A, h0, _ = hide(direct_sum(irr["2a"], irr["trivial"]), 4, rng, noise=1e-9)
     res = recover(S4, A, h0)
     assert res.is_representation and not res.faithful
@@ -206,7 +206,7 @@ def test_a5_generators_and_bfs():
         assert pos[parent[g]] < pos[g]
         assert A5.table[A5.generators[parent_token[g]], parent[g]] == g
     rng = np.random.default_rng(8)
-    irr = dict(zip(A5.irrep_names(), A5.irreps()))
+    irr = dict(zip(A5.irrep_names(), A5.irreps(), strict=True))
     rho = direct_sum(irr["5a"], irr["3a"])
     A, h0, _ = hide(rho[A5.generators], 10, rng, noise=1e-9)
     res = recover(A5, A, h0, tokens=A5.generators)
@@ -220,7 +220,7 @@ def test_helpers_and_errors(S4):
     assert np.array_equal(mult, S4.irrep_dims()) and residual < 1e-9
     assert np.array_equal(frobenius_schur_indicators(S4.irreps(), S4.table), S4.frobenius_schur())
     assert sorted(map(sorted, conjugacy_classes_from_table(S4.table))) == sorted(map(sorted, S4.conjugacy_classes()))
-    M, c, sing = normalise_scales(np.stack([3 * np.eye(2), np.zeros((2, 2)), np.diag([2.0, 0.5])]))
+    M, c, sing = normalize_scales(np.stack([3 * np.eye(2), np.zeros((2, 2)), np.diag([2.0, 0.5])]))
     assert np.allclose(c, [3, 1, 1]) and sing.tolist() == [False, True, False]
     with pytest.raises(ValueError, match="multiplicities"):
         block_diagonalize(S4.irreps()[3], S4.irreps(), np.array([1, 0, 0, 0, 0]))
@@ -240,10 +240,10 @@ def test_plots_draw(S4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analyses.plot_representations import plot_change_of_basis, plot_characters, plot_multiplicities
+    from analyses.plot.representations import plot_change_of_basis, plot_characters, plot_multiplicities
 
     rng = np.random.default_rng(9)
-    irr = dict(zip(S4.irrep_names(), S4.irreps()))
+    irr = dict(zip(S4.irrep_names(), S4.irreps(), strict=True))
     A, h0, _ = hide(direct_sum(irr["3a"], irr["trivial"]), 5, rng, noise=1e-9)
     res = recover(S4, A, h0)
     for fig in (plot_characters(res), plot_multiplicities(res), plot_change_of_basis(res, tokens=[1, 2])):

@@ -1,6 +1,6 @@
 """One function per figure: data or result objects in, a matplotlib Figure out (saving is separate).
 
-The arithmetic lives in the analyses (``analyses.spectra``, ``analyses.representations``, ...)
+The arithmetic lives in the analyses (``analyses.spectral``, ``analyses.groups.representations``, ...)
 and in ``workbench.zoo`` (the paper's numbers, the result rows); these functions lay results out
 and reuse the analyses' own plotting helpers for single panels.
 """
@@ -52,7 +52,7 @@ def _annotated(ax, M, row_labels, col_labels, text, cmap="viridis", vmin=0.0, vm
 
 
 def hierarchy_heatmap(cells: dict, paper: dict, tasks, variants, title: str = "accuracy at length 500"):
-    """Our reproduction table beside the paper's, as two heatmaps of chance-normalised accuracy.
+    """Our reproduction table beside the paper's, as two heatmaps of chance-normalized accuracy.
 
     Parameters
     ----------
@@ -90,13 +90,13 @@ def hierarchy_heatmap(cells: dict, paper: dict, tasks, variants, title: str = "a
     a.set_title("this zoo: median (/best) over seeds", fontsize=9)
     im = _annotated(b, theirs, variants, tasks, t_paper)
     b.set_title("paper (Ebrahimi & Memisevic 2025)", fontsize=9)
-    fig.colorbar(im, ax=[a, b], fraction=0.025, pad=0.01, label="chance-normalised accuracy")
+    fig.colorbar(im, ax=[a, b], fraction=0.025, pad=0.01, label="chance-normalized accuracy")
     fig.suptitle(title, fontsize=10)
     return fig
 
 
 def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 500), chance_line: bool = True):
-    """Chance-normalised accuracy against test length, one panel per task, one line per variant.
+    """Chance-normalized accuracy against test length, one panel per task, one line per variant.
 
     Parameters
     ----------
@@ -111,7 +111,7 @@ def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 
     tasks = list(tasks)
     fig, axes = _grid(len(tasks), 4, (3.0, 2.6))
     cmap = _plt().colormaps["tab10"]
-    for ax, t in zip(axes, tasks):
+    for ax, t in zip(axes, tasks, strict=False):  # the grid may have spare axes
         for k, v in enumerate(variants):
             pts = [(L, cells_by_length[L][(v, t)]) for L in lengths if (v, t) in cells_by_length.get(L, {})]
             if not pts:
@@ -130,10 +130,10 @@ def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 
         ax.set_ylim(-0.1, 1.05)
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("test length", fontsize=8)
-        ax.set_ylabel("normalised accuracy", fontsize=8)
+        ax.set_ylabel("normalized accuracy", fontsize=8)
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:len(tasks)]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
@@ -143,17 +143,17 @@ def accuracy_vs_length(cells_by_length: dict, tasks, variants, lengths=(10, 50, 
 
 
 def unit_circle_spectra(panels, token_names=None, ncols: int = 4):
-    """Normalised eigenvalues of every token on the unit circle, one panel per model.
+    """Normalized eigenvalues of every token on the unit circle, one panel per model.
 
     Parameters
     ----------
-    panels : list of (title, analyses.spectra.SpectraResult)
+    panels : list of (title, analyses.spectral.SpectraResult)
     token_names : list of str, optional (shared by the panels)
     """
-    from analyses.plot_spectra import plot_unit_circle
+    from analyses.plot.spectra import plot_unit_circle
 
     fig, axes = _grid(len(panels), ncols, (3.4, 3.6))
-    for ax, (title, res) in zip(axes, panels):
+    for ax, (title, res) in zip(axes, panels, strict=False):  # the grid may have spare axes
         plot_unit_circle(res, token_names=token_names, ax=ax)
         sub = ax.get_title().replace("\n", "; ")
         ax.set_title(f"{title}\n{sub}", fontsize=8)
@@ -170,10 +170,10 @@ def drift_panels(panels, ncols: int = 3):
     ----------
     panels : list of (title, analyses.drift.DriftResult)
     """
-    from analyses.plot_drift import plot_drift
+    from analyses.plot.drift import plot_drift
 
     fig, axes = _grid(len(panels), ncols, (4.2, 3.4))
-    for ax, (title, res) in zip(axes, panels):
+    for ax, (title, res) in zip(axes, panels, strict=False):  # the grid may have spare axes
         plot_drift(res, ax=ax, title=title)
         ax.title.set_fontsize(9)
         ax.legend(fontsize=6)
@@ -186,7 +186,7 @@ def characters_vs_table(result):
 
     Parameters
     ----------
-    result : analyses.representations.RepresentationResult
+    result : analyses.groups.representations.RepresentationResult
 
     Returns
     -------
@@ -194,7 +194,7 @@ def characters_vs_table(result):
     right, the character table (rows: irreps; columns: classes) with the learned character of
     each class's first element as the last row, and the recovered multiplicity of each irrep.
     """
-    from analyses.plot_representations import plot_characters
+    from analyses.plot.representations import plot_characters
 
     plt = _plt()
     k = len(result.classes)
@@ -206,7 +206,7 @@ def characters_vs_table(result):
     learned = result.characters[reps][None]                        # [1, k_classes]
     M = np.concatenate([table, learned]).real
     text = [[_fmt_char(z) for z in row] for row in np.concatenate([table, learned])]
-    rows = [f"{n} (m={int(m)})" for n, m in zip(result.irrep_names, result.multiplicities)] + ["learned χ"]
+    rows = [f"{n} (m={int(m)})" for n, m in zip(result.irrep_names, result.multiplicities, strict=True)] + ["learned χ"]
     lim = max(float(np.abs(M).max()), 1.0)
     _annotated(b, M, rows, [f"C{j} ({len(c)})" for j, c in enumerate(result.classes)], text,
                cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -228,12 +228,12 @@ def irrep_multiplicities(panels, ncols: int = 3):
 
     Parameters
     ----------
-    panels : list of (title, analyses.representations.RepresentationResult)
+    panels : list of (title, analyses.groups.representations.RepresentationResult)
     """
-    from analyses.plot_representations import plot_multiplicities
+    from analyses.plot.representations import plot_multiplicities
 
     fig, axes = _grid(len(panels), ncols, (4.2, 3.2))
-    for ax, (title, res) in zip(axes, panels):
+    for ax, (title, res) in zip(axes, panels, strict=False):  # the grid may have spare axes
         plot_multiplicities(res, ax)
         ax.set_title(f"{title}\n{ax.get_title()}", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -249,7 +249,7 @@ def automaton_graph(result, task, title: str | None = None):
     result : analyses.automata_extraction.ExtractionResult
     task : the model's Task (for the second panel and token names)
     """
-    from analyses.plot_automata import plot_extracted_automaton
+    from analyses.plot.automata import plot_extracted_automaton
 
     fig = plot_extracted_automaton(result, task)
     if title:
@@ -265,7 +265,7 @@ def patching_map(result, title: str | None = None):
     ----------
     result : analyses.probing.PatchingResult
     """
-    from analyses.plot_probing import plot_patching, plot_patching_heatmap
+    from analyses.plot.probing import plot_patching, plot_patching_heatmap
 
     plt = _plt()
     fig, (a, b) = plt.subplots(2, 1, figsize=(8, 2.2 + 0.45 * len(result.sites) + 3.0),
@@ -302,7 +302,7 @@ def echo_state_parity(experiments):
     for i, (k, lab) in enumerate(keys):
         ax.bar(x + (i - 1.5) * w, [e[k] for e in ex], w, label=lab)
     ax.plot(x, [e["predicted_rate"] for e in ex], "k_", ms=28, mew=2, label="paper: 1 − 2^−H")
-    ax.set_xticks(x, [f"H={h}\n({e['n_draws']} draws)" for h, e in zip(H, ex)])
+    ax.set_xticks(x, [f"H={h}\n({e['n_draws']} draws)" for h, e in zip(H, ex, strict=True)])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of draws")
     ax.set_title("frozen random real diagonal on parity, readout trained on 2 examples", fontsize=9)
@@ -312,7 +312,7 @@ def echo_state_parity(experiments):
 
 
 def comparison_figure(result):
-    """Learned against constructed (``analyses.plot_representations.plot_comparison``)."""
-    from analyses.plot_representations import plot_comparison
+    """Learned against constructed (``analyses.plot.representations.plot_comparison``)."""
+    from analyses.plot.representations import plot_comparison
 
     return plot_comparison(result)

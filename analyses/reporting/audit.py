@@ -1,13 +1,13 @@
 """Run the analyses over every bilinear model of the zoo and check what they claim.
 
 This is the acceptance check of the analyses on *trained* models (constructed ones are covered by
-the unit tests): for every model that generalises (chance-normalised accuracy ≥ ``solved`` at
+the unit tests): for every model that generalises (chance-normalized accuracy ≥ ``solved`` at
 length 500) the representation analysis must find a faithful representation with small
 homomorphism error and residual, automaton extraction must find an automaton isomorphic to the
 task's, and diagonal-class models must have commuting transitions; models that fail at length 500
 must not be declared representations. The table is written to ``checkpoints/analysis.md``.
 
-``python -m analyses.zoo_audit [--only PATTERN] [--jobs 2] [--out checkpoints/analysis.md]``
+``python -m analyses.reporting.audit [--only PATTERN] [--jobs 2] [--out checkpoints/analysis.md]``
 """
 from __future__ import annotations
 
@@ -16,16 +16,19 @@ import fnmatch
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from analyses.reporting.registry import ANALYSES
+from workbench.variants import BILINEAR_VARIANTS, DIAGONAL_VARIANTS
+
 #: Variants whose transitions share one eigenbasis (Prop. 2): commutators must vanish.
-DIAGONAL_CLASS = {"rotation", "complex_diag", "real_diag", "positive_diag"}
-BILINEAR = {"full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag"}
+DIAGONAL_CLASS = frozenset(DIAGONAL_VARIANTS)
+BILINEAR = frozenset(BILINEAR_VARIANTS)
 #: Length at which generalising models are also scored, to check the drift forecast against.
 LONG_LENGTH = 2000
 #: Lengths at which generalising group models are scored with their transitions snapped to the
-#: exact representation the analysis names (`analyses.idealize`).
+#: exact representation the analysis names (`analyses.groups.snapping`).
 SNAP_LENGTHS = (2000, 5000)
 
 
@@ -49,7 +52,7 @@ class AuditRow:
     max_phase_error: float | None
     drift_break: float | None         # analyses.drift predicted break length (inf: no growth)
     accuracy_long: float | None       # measured final-step accuracy at LONG_LENGTH (generalising models)
-    snapped: dict | None              # analyses.idealize: learned vs snapped accuracy at SNAP_LENGTHS
+    snapped: dict | None              # analyses.groups.snapping: learned vs snapped accuracy at SNAP_LENGTHS
     verdict: str                      # "ok" or what contradicts the expectation
     seconds: float
 
@@ -66,11 +69,12 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
                  atol: float = 1e-3, commutator_atol: float = 1e-6) -> AuditRow:
     """Analyse one model and compare the analyses' claims with its measured accuracy.
 
-    ``norm_500`` is the model's chance-normalised accuracy at length 500; it ``generalises`` when
+    ``norm_500`` is the model's chance-normalized accuracy at length 500; it ``generalises`` when
     that is at least ``solved``. ``atol`` bounds the homomorphism error and residual of a
     faithful representation, ``commutator_atol`` the commutators of diagonal-class models.
     """
-    from analyses import automata_extraction, drift, idealize, representations, spectra
+    from analyses import automata_extraction, drift, spectral
+    from analyses.groups import representations, snapping
 
     t0 = time.perf_counter()
     variant = model.cfg.variant
@@ -78,21 +82,22 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
     rep = aut = spec = dr = acc_long = snapped = None
     rep_result = None
     problems = []
-    linear = not (model.cfg.additive or variant == "positive_diag")   # affine: no representation
-    if task.group is not None and linear:
+    linear = ANALYSES["drift"].applies(model, task)   # affine: no representation, no drift
+    if ANALYSES["representation"].applies(model, task):
         try:
             rep_result = representations.recover_representation(model, task, atol=atol)
-            rep = rep_result.to_dict()
+            rep = rep_result.summary()
         except Exception as exc:  # reported in the table, never hidden
             problems.append(f"representation raised {type(exc).__name__}: {exc}")
     try:
         aut = automata_extraction.summarize(model, task)
     except Exception as exc:
         problems.append(f"extraction raised {type(exc).__name__}: {exc}")
-    try:
-        spec = spectra.summarize(model, task)
-    except Exception as exc:
-        problems.append(f"spectra raised {type(exc).__name__}: {exc}")
+    if ANALYSES["spectra"].applies(model, task):
+        try:
+            spec = spectral.summarize(model, task)
+        except Exception as exc:
+            problems.append(f"spectra raised {type(exc).__name__}: {exc}")
 
     if linear:
         try:
@@ -105,7 +110,7 @@ def audit_loaded(model, task, name: str, variant_key: str, norm_500: float, solv
         acc_long = evaluate(model, task, [LONG_LENGTH], n_sequences=128)[LONG_LENGTH]
         if rep_result is not None and rep_result.change_of_basis is not None and hasattr(model, "W_U"):
             try:
-                ideal = idealize.idealize(model, task, lengths=SNAP_LENGTHS, rep=rep_result)
+                ideal = snapping.snap_transitions(model, task, lengths=SNAP_LENGTHS, rep=rep_result)
                 snapped = {"irreps": ideal.irreps, "max_token_distance": ideal.max_token_distance,
                            "learned": ideal.accuracy_learned, "snapped": ideal.accuracy_snapped}
             except ValueError as exc:  # e.g. a complex block form: reported, not hidden
@@ -231,7 +236,7 @@ def to_markdown(rows: list[AuditRow], command: str) -> str:
         "# Analyses on the trained zoo",
         "",
         f"Made by `{command}`. Each bilinear zoo model is analysed; a model *generalises* when its "
-        "chance-normalised accuracy at length 500 is ≥ 0.99, both at the final step and over every step 1–500 (column norm@500: the smaller of the two). Expected: a generalising group/cyclic "
+        "chance-normalized accuracy at length 500 is ≥ 0.99, both at the final step and over every step 1–500 (column norm@500: the smaller of the two). Expected: a generalising group/cyclic "
         "model is a faithful representation (homomorphism error and residual < 1e-3) and its "
         "extracted automaton is isomorphic to the task's; a failing one is not declared a faithful "
         "representation; diagonal-class models commute (≤ 1e-6).",
@@ -247,7 +252,7 @@ def to_markdown(rows: list[AuditRow], command: str) -> str:
         f"predicted to hold but failed {c['predicted_hold_failed']}, predicted to hold and held "
         f"{c['predicted_hold_held']}.",
         "",
-        f"**Snapped to the exact representation** (`analyses.idealize`: each generalising group "
+        f"**Snapped to the exact representation** (`analyses.groups.snapping`: each generalising group "
         f"model's transitions replaced, on the subspace the analysis uses, by the exact "
         f"representation it names, in its own basis and token scales): of {sc['models']} models, "
         f"{sc['learned_hold']} hold accuracy ≥ 0.99 at length {SNAP_LENGTHS[-1]:,} as learned and "
@@ -269,14 +274,14 @@ def to_markdown(rows: list[AuditRow], command: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analyses.zoo_audit", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m analyses.reporting.audit", description=__doc__.splitlines()[0])
     p.add_argument("--only", default=None, help="fnmatch pattern on zoo names, e.g. 'group*_full_*'")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", default=None, help="Markdown file (default: checkpoints/analysis.md)")
     args = p.parse_args(argv)
     from workbench.checkpoints import atomic_write_bytes, zoo_root
     rows = audit_zoo(args.only, args.jobs)
-    cmd = "python -m analyses.zoo_audit" + (f" --only '{args.only}'" if args.only else "")
+    cmd = "python -m analyses.reporting.audit" + (f" --only '{args.only}'" if args.only else "")
     text = to_markdown(rows, cmd)
     out = Path(args.out) if args.out else zoo_root() / "analysis.md"
     atomic_write_bytes(out, text.encode())

@@ -1,10 +1,10 @@
 """Learned against constructed: is the trained solution the hand-built one, up to symmetry?
 
 Two bilinear models of the same group task predict identically when their transitions agree up to
-the symmetries of the prediction (`reference/paper-digest.md`, last section): a positive scale per
+the symmetries of the prediction (see `analyses.groups.representations`): a positive scale per
 token, a change of basis, the reachable subspace, and a separate invertible map per isotypic
 component (the commutant: a scale per irreducible block, and mixing of equal copies). Both models
-first go through `analyses.representations` (which removes the scale and restricts to the reachable
+first go through `analyses.groups.representations` (which removes the scale and restricts to the reachable
 subspace, giving `rho_l` of dimension r_l and `rho_c` of dimension r_c); then, all invariant to
 those symmetries:
 
@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.representations import RepresentationResult, _fmt, _rel_err, subspace_action_to_hidden
+from analyses._result import Result
+from analyses.groups.representations import RepresentationResult, _fmt, _rel_err, subspace_action_to_hidden
 
 __all__ = [
     "ComparisonResult",
@@ -115,7 +116,7 @@ def intertwiner_space(rho_c_gens, rho_l_gens, rtol: float = 1e-3):
     dtype = np.result_type(C, L, np.float64)
     Ic, Il = np.eye(rc), np.eye(rl)
     G = np.zeros((rl * rc, rl * rc), dtype=dtype)
-    for c, l in zip(C, L):
+    for c, l in zip(C, L, strict=True):
         # Row-major vec: vec(X c) = (I ⊗ cᵀ) vec X and vec(l X) = (l ⊗ I) vec X, so with t = cᵀ,
         # K = I⊗t - l⊗I and KᴴK = I⊗tᴴt - l⊗tᴴ - lᴴ⊗t + lᴴl⊗I (never forming K itself).
         ct = c.T
@@ -217,8 +218,8 @@ def trajectory_fit(states_c, states_l) -> tuple[np.ndarray, float]:
     return Mt.T, float(r2)
 
 
-@dataclass
-class ComparisonResult:
+@dataclass(repr=False)
+class ComparisonResult(Result):
     """Learned against constructed representation of one group.
 
     Arrays: intertwiner_singular_values [r_l·r_c] ascending relative; similarity [r_l, r_c] or None;
@@ -254,6 +255,9 @@ class ComparisonResult:
     causal_length: int | None = None
     rtol: float = 1e-3
     notes: list[str] = field(default_factory=list)
+    # The two recovered representations compared (set by `compare_models`).
+    learned: RepresentationResult | None = field(default=None, repr=False)
+    constructed: RepresentationResult | None = field(default=None, repr=False)
 
     @property
     def residual(self) -> float:
@@ -279,7 +283,13 @@ class ComparisonResult:
                 tail += f" (learned model alone {self.learned_accuracy:.3f})"
         return head + ": " + rel + tail
 
-    def to_dict(self) -> dict:
+    def plot(self, ax=None):
+        """Both panels on a new figure, or the intertwiner panel on ``ax``."""
+        from analyses.plot.representations import plot_comparison, plot_intertwiner
+
+        return plot_comparison(self) if ax is None else plot_intertwiner(self, ax=ax)
+
+    def summary(self) -> dict:
         def num(x):
             if x is None:
                 return None
@@ -296,7 +306,7 @@ class ComparisonResult:
             "intertwiner_gap": [num(x) for x in self.intertwiner_gap],
             "equivalent": bool(self.equivalent),
             "similarity_residual": num(self.similarity_residual),
-            "block_residuals": {n: num(x) for n, x in zip(self.block_names, self.block_residuals)},
+            "block_residuals": {n: num(x) for n, x in zip(self.block_names, self.block_residuals, strict=True)},
             "start_state_residual": num(self.start_state_residual),
             "intertwining_residual": num(self.intertwining_residual),
             "trajectory_r2": num(self.trajectory_r2),
@@ -437,7 +447,6 @@ def transplant_matrices(comparison: ComparisonResult, learned: RepresentationRes
     array [V, H, H]
     """
     A = np.asarray(token_matrices, dtype=np.float64)
-    Q = learned.subspace
     inner = comparison.transplant[learned.token_elements]  # [V, r, r]
     if np.iscomplexobj(inner):
         if np.abs(inner.imag).max() > 1e-6 * max(np.abs(inner).max(), 1e-300):
@@ -459,7 +468,7 @@ def causal_swap_accuracy(model, task, matrices, length: int = 500, n_sequences: 
     """Accuracy of `model` when its per-step transitions are replaced by `matrices[token]`.
 
     The swap goes through the `blocks.0.hook_transition` hook ([B, T, H, H]), so the model's own
-    `h0`, normalisation and readout are used unchanged.
+    `h0`, normalization and readout are used unchanged.
 
     Parameters
     ----------
@@ -534,9 +543,10 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
 
     Returns
     -------
-    (ComparisonResult, learned RepresentationResult, constructed RepresentationResult)
+    ComparisonResult, with the two recovered representations as ``.learned`` and ``.constructed``.
     """
-    from analyses.representations import _model_matrices, recover_representation
+    from analyses._core import model_transitions
+    from analyses.groups.representations import recover_representation
 
     if constructed_model is None:
         constructed_model, name = _default_construction(learned_model, task)
@@ -547,7 +557,7 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
     constructed = recover_representation(constructed_model, task, atol=atol)
     result = compare_representations(learned, constructed, construction=construction, rtol=rtol)
     if causal_length:
-        A, _ = _model_matrices(learned_model)
+        A, _ = model_transitions(learned_model, linear=True)
         try:
             mats = transplant_matrices(result, learned, A)
         except ValueError as exc:
@@ -556,11 +566,12 @@ def compare_models(learned_model, task, constructed_model=None, construction: st
             result.causal_accuracy, result.learned_accuracy = causal_swap_accuracy(
                 learned_model, task, mats, length=causal_length, n_sequences=n_sequences)
             result.causal_length = task.valid_length(causal_length)
-    return result, learned, constructed
+    result.learned, result.constructed = learned, constructed
+    return result
 
 
 def summarize(model, task, atol: float = 1e-3, rtol: float = 1e-3) -> dict:
-    """DESIGN's "comparison" key of `analyze --json`.
+    """the "comparison" key of `analyze --json`.
 
     Compares against the construction of the model's own variant (the paper's hand-built solution:
     the FSM tensor for full / cp / block, the rotation solution for rotation and complex_diag,
@@ -570,16 +581,17 @@ def summarize(model, task, atol: float = 1e-3, rtol: float = 1e-3) -> dict:
     """
     from workbench.constructions import construct, representation_names
 
-    result, learned, _ = compare_models(model, task, atol=atol, rtol=rtol)
-    out = result.to_dict()
-    if learned.faithful:
+    result = compare_models(model, task, atol=atol, rtol=rtol)
+    learned = result.learned
+    out = result.summary()
+    if learned.is_representation and learned.faithful:
         names = representation_names(learned.multiplicities, learned.irrep_names, learned.frobenius_schur,
                                      _conjugates(learned))
         matched_model = construct(task, "full", representation=names)
-        matched, _, _ = compare_models(model, task, constructed_model=matched_model,
+        matched = compare_models(model, task, constructed_model=matched_model,
                                        construction="full:" + "+".join(names), atol=atol, rtol=rtol,
                                        causal_length=0, learned=learned)
-        out["matched"] = {k: v for k, v in matched.to_dict().items()
+        out["matched"] = {k: v for k, v in matched.summary().items()
                           if k not in ("causal_accuracy", "learned_accuracy", "causal_length")}
     return out
 

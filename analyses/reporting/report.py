@@ -10,7 +10,7 @@ model learn? Sections, in order:
    sentence its analysis result produced, and its figures.
 
 Every number comes from the zoo files (``workbench.zoo``) or an analysis module through
-:class:`analyses.figures.findings.Findings`; this module lays them out. An analysis that fails is
+:class:`analyses.reporting.figures.findings.Findings`; this module lays them out. An analysis that fails is
 shown as a failure in the page (and counted), never dropped. The page is written atomically.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from workbench.variants import CYCLIC_FOCUS_KEYS, FSM_FOCUS_KEYS, GROUP_KEYS, PARITY_FOCUS_KEYS
 
 FAMILIES = ("cyclic", "fsm", "modarith", "groups", "parity")
 
@@ -64,7 +66,7 @@ class ReportStats:
 def _snapped_sentence(f, name: str) -> str:
     """The snap test in words; a model with no exact representation to snap to says why."""
     try:
-        return f.idealized(name).sentence()
+        return f.snapped(name).sentence()
     except ValueError as exc:  # not a representation (no block-diagonal form): a finding, not a failure
         return f"not snapped: {exc}"
 
@@ -84,7 +86,7 @@ def _e(x) -> str:
 # ------------------------------------------------------------------------------------ tables
 
 def _cell_colour(v: float | None) -> str:
-    """Background from red (0) to green (1) for a chance-normalised accuracy."""
+    """Background from red (0) to green (1) for a chance-normalized accuracy."""
     if v is None:
         return "#f2f2f2"
     v = min(max(v, 0.0), 1.0)
@@ -163,7 +165,7 @@ class _Builder:
         return True
 
     def add_figure(self, sec: Section, fig_id: str, caption: str, make):
-        from analyses.figures import MissingModelError
+        from analyses.reporting.figures import MissingModelError
 
         try:
             png = _png(make())
@@ -185,8 +187,8 @@ class _Builder:
 
 def _plan(b: _Builder):
     """Queue every step of the report (cheap table steps first)."""
-    from analyses import figures as F
-    from analyses.figures.findings import patching_changed_step, patching_sentence, spectra_sentence
+    from analyses.reporting import figures as F
+    from analyses.reporting.figures.findings import patching_changed_step
     from workbench import zoo as Z
 
     f, zoo = b.f, b.zoo
@@ -194,9 +196,9 @@ def _plan(b: _Builder):
 
     # -------------------------------------------------------------- reproduction
     rep = b.section("reproduction", "Reproduction of the paper's table",
-                    "Chance-normalised final-step accuracy at length 500 (0 = chance, 1 = perfect) on "
+                    "Chance-normalized final-step accuracy at length 500 (0 = chance, 1 = perfect) on "
                     "512 test sequences, trained on lengths 2–10. Each cell: median / best over seeds, "
-                    "the paper's number in brackets (paper-digest.md; its Mamba row is compared with "
+                    "the paper's number in brackets (its Mamba row is compared with "
                     "posdiag1/posdiag2). Red outline: the best seed differs from the paper by more than "
                     "0.25.")
 
@@ -222,11 +224,11 @@ def _plan(b: _Builder):
                  "lengths.</p>")
         rep.html(reproduction_table_html(step_cells, Z.PAPER_RESULTS, Z._CYC + Z._FSM,
                                          Z.HIERARCHY_VARIANTS, "every step 1–500: modular addition and random FSMs"))
-        rep.html(reproduction_table_html(step_cells, Z.PAPER_RESULTS, Z.GROUP_TASKS, ("full", "cp"),
+        rep.html(reproduction_table_html(step_cells, Z.PAPER_RESULTS, Z.GROUP_TASKS, GROUP_KEYS,
                                          "every step 1–500: group word problems and modular arithmetic"))
 
     def groups_table():
-        rep.html(reproduction_table_html(cells, Z.PAPER_RESULTS, Z.GROUP_TASKS, ("full", "cp"),
+        rep.html(reproduction_table_html(cells, Z.PAPER_RESULTS, Z.GROUP_TASKS, GROUP_KEYS,
                                          "group word problems and modular arithmetic"))
         rep.html(reproduction_table_html(cells, Z.PAPER_RESULTS, ("parity", "cyclic:5"), ("full_additive",),
                                          "affine ablation: full with the additive term B x + b"))
@@ -236,15 +238,15 @@ def _plan(b: _Builder):
     # -------------------------------------------------------------- cyclic
     cyc = b.section("cyclic", "Modular addition (cyclic:m)",
                     "Every variant's accuracy against length, then what the cyclic:5 models compute: the "
-                    "eigenvalues of each token's normalised transition on the unit circle (a Z_m solution "
+                    "eigenvalues of each token's normalized transition on the unit circle (a Z_m solution "
                     "has m-th roots of unity) and, for the group Z5, the representation the transitions form.")
     b.step("cyclic: accuracy against length", lambda: b.add_figure(
         cyc, "accuracy_cyclic", F.FIGURES["accuracy_vs_length"].caption,
         lambda: F.accuracy_vs_length(F.cells_by_length(zoo), Z._CYC, F.LENGTH_VARIANTS)))
     for v in F.SPECTRA_VARIANTS:
         b.step(f"cyclic:5 {v} spectra", lambda v=v: b.add_finding(
-            cyc, "cyclic:5", v, "transition spectra", lambda n: spectra_sentence(f.spectra(n))))
-    for v in ("full", "rotation", "block2"):
+            cyc, "cyclic:5", v, "transition spectra", lambda n: f.spectra(n).sentence()))
+    for v in CYCLIC_FOCUS_KEYS:
         b.step(f"cyclic:5 {v} representation", lambda v=v: b.add_finding(
             cyc, "cyclic:5", v, "representation of Z5", lambda n: f.representation(n).sentence()))
     b.step("cyclic spectra figure", lambda: b.add_figure(cyc, "spectra", F.FIGURES["spectra"].caption,
@@ -258,9 +260,9 @@ def _plan(b: _Builder):
         fsm, "accuracy_fsm", F.FIGURES["accuracy_vs_length"].caption,
         lambda: F.accuracy_vs_length(F.cells_by_length(zoo), Z._FSM, F.LENGTH_VARIANTS)))
     for task in ("fsm:5", "fsm:10"):
-        for v in ("full", "cp", "block2", "lstm"):
+        for v in FSM_FOCUS_KEYS:
             b.step(f"{task} {v} automaton", lambda task=task, v=v: b.add_finding(
-                fsm, task, v, "extracted automaton", lambda n: f.extraction(n).sentence))
+                fsm, task, v, "extracted automaton", lambda n: f.extraction(n).sentence()))
     b.step("fsm automaton figure", lambda: b.add_figure(fsm, "automaton_fsm", F.FIGURES["automaton_fsm"].caption,
                                                         lambda: F.FIGURES["automaton_fsm"].make(f)))
 
@@ -268,13 +270,13 @@ def _plan(b: _Builder):
     mod = b.section("modarith", "Modular arithmetic (modarith:5)",
                     "Residues and operators with precedence: the extracted automaton, and activation patching "
                     "of clean into corrupted runs that differ in one token 10 steps before the answer.")
-    for v in ("full", "cp"):
+    for v in GROUP_KEYS:
         b.step(f"modarith {v} automaton", lambda v=v: b.add_finding(
-            mod, "modarith:5", v, "extracted automaton", lambda n: f.extraction(n).sentence))
+            mod, "modarith:5", v, "extracted automaton", lambda n: f.extraction(n).sentence()))
 
     def mod_patch(n):
         _, task = zoo.load(n)
-        return patching_sentence(f.patching(n), patching_changed_step(task))
+        return f.patching(n).sentence(patching_changed_step(task))
     b.step("modarith patching", lambda: b.add_finding(mod, "modarith:5", "full", "activation patching", mod_patch))
     b.step("modarith patching figure", lambda: b.add_figure(
         mod, "patching_modarith", F.FIGURES["patching_modarith"].caption,
@@ -291,7 +293,7 @@ def _plan(b: _Builder):
     for task in Z.GROUP_TASKS:
         if not task.startswith("group:"):
             continue
-        for v in ("full", "cp"):
+        for v in GROUP_KEYS:
             b.step(f"{task} {v} representation", lambda task=task, v=v: b.add_finding(
                 grp, task, v, "learned representation", lambda n: f.representation(n).sentence()))
             b.step(f"{task} {v} comparison", lambda task=task, v=v: b.add_finding(
@@ -310,9 +312,9 @@ def _plan(b: _Builder):
                     "Parity is cyclic:2. A real diagonal (block size 1) solves it with one sign unit "
                     "(Prop. 3); frozen random real diagonals with a readout trained on two examples solve "
                     "it only in some draws; adding the affine term is the ablation.")
-    for v in ("block1", "full", "rotation"):
+    for v in PARITY_FOCUS_KEYS:
         b.step(f"parity {v} spectra", lambda v=v: b.add_finding(
-            par, "cyclic:2", v, "transition spectra", lambda n: spectra_sentence(f.spectra(n))))
+            par, "cyclic:2", v, "transition spectra", lambda n: f.spectra(n).sentence()))
 
     def echo():
         ex = [e for k, e in zoo.experiments.items() if k.startswith("echo_parity_H")]
@@ -357,7 +359,7 @@ def render_html(sections: list[Section], header: str, footer: str) -> str:
             body.append(f"<p>{_e(s.intro)}</p>")
         items: list[str] = []
 
-        def flush():
+        def flush(items: list[str] = items):   # bound now: one list per section
             if items:
                 body.append("<ul class='findings'>" + "".join(items) + "</ul>")
                 items.clear()
@@ -400,7 +402,7 @@ def build_report(out_dir="reports/", zoo_dir=None, progress: bool = True, famili
 
     Raises
     ------
-    analyses.figures.ZooNotFoundError (a FileNotFoundError) : no ``index.json``; the message says
+    analyses.reporting.figures.ZooNotFoundError (a FileNotFoundError) : no ``index.json``; the message says
         how to build the zoo.
     ValueError : unknown family.
     """
@@ -410,7 +412,7 @@ def build_report(out_dir="reports/", zoo_dir=None, progress: bool = True, famili
     import torch
     from tqdm.auto import tqdm
 
-    from analyses.figures import Findings, Zoo
+    from analyses.reporting.figures import Findings, Zoo
 
     fams = FAMILIES if families is None else tuple(families)
     bad = [x for x in fams if x not in FAMILIES]
@@ -440,7 +442,7 @@ def build_report(out_dir="reports/", zoo_dir=None, progress: bool = True, famili
               "Where a figure or finding stands for a (task, variant) cell, the run shown is the best seed "
               "by accuracy at length 500, and the text says which.</p>")
     footer = ("Regenerate with <code>python -m workbench report --out reports/</code>; figures alone with "
-              "<code>python -m analyses.figures all --out figures/</code>.")
+              "<code>python -m analyses.reporting.figures all --out figures/</code>.")
     page = render_html(sections, header, footer)
     from workbench.checkpoints import atomic_write_bytes
 

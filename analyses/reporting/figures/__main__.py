@@ -1,4 +1,4 @@
-"""``python -m analyses.figures NAME|all [NAME ...] --out DIR [--zoo DIR]``: write PNG and PDF.
+"""``python -m analyses.reporting.figures NAME|all [NAME ...] --out DIR [--zoo DIR]``: write PNG and PDF.
 
 Exit codes: 0 all requested figures written; 1 some could not be made (``all`` skips figures
 whose models the zoo lacks and says how to train them); 2 bad usage (unknown name, no zoo index),
@@ -17,9 +17,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    from analyses.figures import FIGURES
+    from analyses.reporting.figures import FIGURES
 
-    p = _Parser(prog="python -m analyses.figures",
+    p = _Parser(prog="python -m analyses.reporting.figures",
                 description="Write workbench figures (PNG and PDF) from the zoo. Figures: "
                 + ", ".join(FIGURES) + ".")
     p.add_argument("names", nargs="+", metavar="NAME", help="figure name(s), or 'all'")
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from analyses.figures import Findings, MissingModelError, Zoo, ZooNotFoundError, save_figure
+    from analyses.reporting.figures import Findings, MissingModelError, Zoo, ZooNotFoundError, save_figure
 
     try:
         findings = Findings(Zoo.open(args.zoo))

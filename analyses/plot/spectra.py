@@ -1,4 +1,4 @@
-"""Plots for analyses.spectra and analyses.tensor_decomposition (weight-based views).
+"""Plots for analyses.spectral and analyses.tensor_decomposition (weight-based views).
 
 Each function takes a result dataclass, draws on ``ax`` (a new figure when None) and returns the
 figure. No arithmetic beyond layout happens here.
@@ -19,7 +19,7 @@ def _axes(ax, figsize=(5, 5), ncols=1):
 
 
 def plot_unit_circle(res, tokens=None, token_names=None, ax=None, show_roots=True):
-    """Normalised eigenvalues of each token on the complex plane with the unit circle.
+    """Normalized eigenvalues of each token on the complex plane with the unit circle.
 
     Persistent eigenvalues (modulus >= ``res.persist_threshold``) are filled, decaying ones hollow;
     with ``res.periods`` the expected roots of unity of each token are drawn as small ticks.
@@ -81,7 +81,7 @@ def plot_norm_dynamics(res, ax=None):
     ax[0].plot(np.arange(1, res.lyapunov.size + 1), res.lyapunov, "o-")
     ax[0].set_xlabel("direction i")
     ax[0].set_ylabel("Lyapunov exponent (per step)")
-    L = res.predicted_break_length
+    L = res.spectral_break_length
     ax[0].set_title("predicted break: " + ("none" if not np.isfinite(L) else f"{L:.0f} steps"))
     ax[1].bar(np.arange(res.subdominant_ratio.size), res.subdominant_ratio)
     ax[1].axhline(res.persist_threshold, color="r", ls="--", lw=0.8, label="persists to horizon")
@@ -111,6 +111,18 @@ def plot_rotation_angles(res, m=None, ax=None):
     return fig
 
 
+def plot_persistent_subspace(res, ax=None):
+    """Relative singular values of the late states, with the cut that defines the subspace."""
+    fig, ax = _axes(ax, (5, 3.5))
+    sv = np.maximum(np.asarray(res.singular_values, dtype=float), 1e-17)
+    ax.semilogy(np.arange(1, len(sv) + 1), sv, "o-", ms=3)
+    ax.axvline(res.dimension + 0.5, color="C3", ls=":", label=f"persistent dim {res.dimension}")
+    ax.set_xlabel("index")
+    ax.set_ylabel("relative singular value of late states")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_rank_curves(*curves, ax=None):
     """Relative reconstruction error against rank for CP and/or Tucker ``RankCurve`` results."""
     fig, ax = _axes(ax, (5, 3.5))
@@ -120,6 +132,17 @@ def plot_rank_curves(*curves, ax=None):
     ax.set_xlabel("rank (Tucker: r_out = r_in)")
     ax.set_ylabel("relative error")
     ax.legend()
+    return fig
+
+
+def plot_tucker_core(res, ax=None):
+    """|core| summed over the token mode: which (output, input) directions the tokens couple."""
+    fig, ax = _axes(ax, (4, 3.5))
+    im = ax.imshow(np.abs(res.core).sum(axis=2), cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_xlabel("input direction")
+    ax.set_ylabel("output direction")
+    ax.set_title(f"Tucker core, ranks {tuple(res.ranks)}, rel. error {res.rel_error:.1e}", fontsize=9)
     return fig
 
 

@@ -8,7 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _fake_zoo import build_fake_zoo  # noqa: E402
 
-from analyses.zoo_audit import audit_zoo, to_markdown  # noqa: E402
+from analyses.reporting.audit import audit_zoo, to_markdown  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_constructions_pass_the_audit(zoo):
 
 
 def test_drift_forecast_counts_cross_tabulate_prediction_and_measurement():
-    from analyses.zoo_audit import AuditRow, drift_forecast_counts
+    from analyses.reporting.audit import AuditRow, drift_forecast_counts
 
     def row(brk, acc, gen=True):
         return AuditRow(name="m", task="t", variant="full", norm_500=1.0, generalises=gen, representation=None,
@@ -64,7 +64,7 @@ def test_drift_forecast_counts_cross_tabulate_prediction_and_measurement():
 
 def test_a_generalising_claim_that_the_analysis_contradicts_is_flagged(zoo):
     # Plant a contradiction: claim a model generalises after scrambling its transitions.
-    from analyses.zoo_audit import audit_loaded
+    from analyses.reporting.audit import audit_loaded
     from workbench.checkpoints import load_checkpoint
 
     model, task = load_checkpoint("groupS3_full_s0")
@@ -78,7 +78,7 @@ def test_a_generalising_claim_that_the_analysis_contradicts_is_flagged(zoo):
 
 def test_a_failing_model_declared_a_representation_is_flagged(zoo):
     # The exact construction is a faithful representation; claiming it fails at 500 contradicts.
-    from analyses.zoo_audit import audit_loaded
+    from analyses.reporting.audit import audit_loaded
     from workbench.checkpoints import load_checkpoint
 
     model, task = load_checkpoint("groupS3_full_s0")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyses.comparison import (
+from analyses.groups.comparison import (
     character_distance,
     compare_models,
     compare_representations,
@@ -15,8 +15,8 @@ from analyses.comparison import (
     summarize,
     trajectory_fit,
 )
-from analyses.representations import recover_from_matrices, recover_representation
-from analyses import representations as rep_summary
+from analyses.groups.representations import recover_from_matrices, recover_representation
+from analyses.groups import representations as rep_summary
 from workbench.constructions import construct, disguise
 from workbench.models import ModelConfig, build_model
 from workbench.tasks import make_task
@@ -80,7 +80,8 @@ def test_noisy_learned_model_end_to_end(s4):
     rng = np.random.default_rng(2)
     c = construct(s4, "full", ["3b", "2a"])
     learned = disguise(c, s4, 8, rng, noise=1e-6)
-    res, L, C = compare_models(learned, s4, n_sequences=32)
+    res = compare_models(learned, s4, n_sequences=32)
+    L, C = res.learned, res.constructed
     assert L.is_representation and L.faithful and L.decomposition_string() == "3b ⊕ 2a"
     assert C.decomposition_string().startswith("3×3a ⊕ 3×3b")   # the regular (FSM) construction
     assert res.intertwiner_dim == 3 + 2 == res.expected_intertwiner_dim
@@ -101,7 +102,8 @@ def test_causal_swap_breaks_a_broken_model():
     task = make_task("cyclic:5")
     torch.manual_seed(0)
     model = build_model(ModelConfig("full", 5, 4, 5)).eval()
-    res, L, C = compare_models(model, task, n_sequences=64)
+    res = compare_models(model, task, n_sequences=64)
+    L = res.learned
     assert not L.is_representation
     assert L.homomorphism_error > 1e-2
     assert res.causal_accuracy < 0.9
@@ -112,7 +114,8 @@ def test_causal_swap_breaks_a_broken_model():
 def test_rotation_models_and_pure_helpers():
     task = make_task("cyclic:7")
     rot = construct(task, "rotation")
-    res, L, C = compare_models(rot, task, n_sequences=16)
+    res = compare_models(rot, task, n_sequences=16)
+    L = res.learned
     assert res.equivalent and res.similarity_residual < 1e-5 and res.causal_accuracy == 1.0
     assert character_distance(np.ones(4), np.ones(4)) == 0.0
     states = np.random.default_rng(3).normal(size=(10, 3))
@@ -128,7 +131,7 @@ def test_comparison_plot(s4):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analyses.plot_representations import plot_comparison
+    from analyses.plot.representations import plot_comparison
 
     a = recover_representation(construct(s4, "full", "3a"), s4)
     for other in ("3a", "regular"):

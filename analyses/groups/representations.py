@@ -3,9 +3,9 @@
 A bilinear RNN trained on a group word problem computes `h_t = A(x_t) h_{t-1}`. If it solves the
 task for every length, the matrices it applies must form a representation of the group on the
 states it reaches, but only up to the symmetries that leave its predictions unchanged
-(`reference/paper-digest.md`, last section):
+(the argument, in our words):
 
-(a) a positive scale per token: with per-step normalisation and a bias-free readout, `c A_v`
+(a) a positive scale per token: with per-step normalization and a bias-free readout, `c A_v`
     predicts exactly as `A_v` does; we divide each token's matrix by `|det|^(1/r)`;
 (b) a change of basis: everything reported here (characters, multiplicities, errors relative to
     the matrices' own size, faithfulness) is basis-independent;
@@ -18,7 +18,7 @@ Pipeline (`recover_from_matrices`, pure numpy; `recover_representation(model, ta
 
 1. breadth-first search over the Cayley graph from the identity along the token generators: one
    word per element, and every (element, token) edge as a check;
-2. the orbit states `A_word h0` (normalised per step), their span by SVD with a relative
+2. the orbit states `A_word h0` (normalized per step), their span by SVD with a relative
    tolerance -> orthonormal basis `Q [H, r]`, restricted matrices `B_v = Qᵀ A_v Q`;
 3. `B_v / |det B_v|^(1/r)`; the matrix of every element as the product along its word; then the
    *unitary gauge* `W = (1/|G| Σ_g rho(g)ᵀ rho(g))^(1/2)`, in which a representation is
@@ -47,12 +47,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyses._result import Result
+from analyses._core import model_transitions
+
 __all__ = [
     "IrrepBlock",
     "RepresentationResult",
     "cayley_bfs",
-    "reachable_subspace",
-    "normalise_scales",
+    "orbit_subspace",
+    "normalize_scales",
     "element_matrices",
     "homomorphism_errors",
     "irrep_characters",
@@ -163,10 +166,10 @@ def _word(g: int, parent: np.ndarray, parent_token: np.ndarray) -> tuple[int, ..
     return tuple(reversed(word))
 
 
-def reachable_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol: float = 1e-3):
+def orbit_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol: float = 1e-3):
     """Orthonormal basis of the span of the orbit states `A_word(g) h0`, one per element.
 
-    States are normalised after every step, which changes nothing about spans but keeps long
+    States are normalized after every step, which changes nothing about spans but keeps long
     words of non-isometric matrices finite.
 
     Parameters
@@ -206,7 +209,7 @@ def reachable_subspace(token_matrices, h0, parent, parent_token, bfs_order, rtol
     return Vt[:r].T, rel, states
 
 
-def normalise_scales(matrices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalize_scales(matrices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Divide each matrix by its positive scale `|det|^(1/r)` (module docstring says why).
 
     Parameters
@@ -215,7 +218,7 @@ def normalise_scales(matrices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Returns
     -------
-    normalised : float array [V, r, r]
+    normalized : float array [V, r, r]
     scales : float array [V]
         The positive scale removed from each matrix.
     singular : bool array [V]
@@ -272,7 +275,7 @@ def homomorphism_errors(rho, token_matrices, table, token_elements, chunk: int =
     rho : array [order, r, r]
         Element matrices (from words).
     token_matrices : array [V, r, r]
-        Normalised token matrices.
+        Normalized token matrices.
     table : int array [order, order]
     token_elements : int array [V]
     chunk : int
@@ -506,7 +509,7 @@ def block_diagonalize(rho, irreps, multiplicities, irrep_names=None, fs=None, co
     T = np.concatenate(columns, axis=1)
     dtype = np.float64 if use_real else np.complex128
     ideal = np.zeros((order, r, r), dtype=dtype)
-    for b, target in zip(blocks, ideal_blocks):
+    for b, target in zip(blocks, ideal_blocks, strict=True):
         ideal[:, b.start:b.stop, b.start:b.stop] = target
     return T.astype(dtype), blocks, ideal
 
@@ -579,14 +582,14 @@ def _fmt(x: float) -> str:
     return f"{x:.1e}" if (x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e3)) else f"{x:.3g}"
 
 
-@dataclass
-class RepresentationResult:
+@dataclass(repr=False)
+class RepresentationResult(Result):
     """What the transition matrices of one model form, as a representation of one group.
 
     Arrays (r = dimension of the reachable subspace, H = hidden size, V = tokens, k = irreps):
 
     subspace [H, r] orthonormal (Q); subspace_singular_values [min(order, H)] relative;
-    token_scales [V]; token_matrices [V, r, r] (normalised, restricted, in the basis Q);
+    token_scales [V]; token_matrices [V, r, r] (normalized, restricted, in the basis Q);
     gauge [r, r] (W, see `unitary_gauge`); element_matrices [order, r, r] and h0 [r] in the gauge
     coordinates `y = W Qᵀ h`; characters [order] complex; raw_multiplicities [k] complex;
     multiplicities [k] int; change_of_basis [r, r] or None; block_form [order, r, r] or None
@@ -605,7 +608,7 @@ class RepresentationResult:
     complement_radius: float           # max_v spectral radius of A_v / c_v off the subspace
     token_scales: np.ndarray
     singular_tokens: list[int]
-    token_matrices: np.ndarray         # [V, r, r] normalised, in the orthonormal subspace basis Q
+    token_matrices: np.ndarray         # [V, r, r] normalized, in the orthonormal subspace basis Q
     gauge: np.ndarray                  # [r, r] W: gauge coordinates y = W Qᵀ h
     element_matrices: np.ndarray       # [order, r, r] in gauge coordinates (near-orthogonal)
     words: list[tuple[int, ...]]
@@ -631,7 +634,7 @@ class RepresentationResult:
     faithfulness_margin: float
     atol: float
     notes: list[str] = field(default_factory=list)
-    persistent: dict | None = None     # `analyses.subspaces.PersistentSubspace.to_dict()` when used
+    persistent: dict | None = None     # `analyses.subspaces.PersistentSubspace.summary()` when used
 
     @property
     def dimension(self) -> int:
@@ -653,7 +656,13 @@ class RepresentationResult:
 
     @property
     def faithful(self) -> bool:
-        return self.is_representation and self.kernel == [0]
+        """Trivial kernel: only the identity acts as the identity.
+
+        Exactness is a separate fact (`is_representation`): an approximate representation (see
+        `is_approximate`) can be faithful. Matrices that are not even approximately a
+        homomorphism have no kernel to speak of and are not called faithful.
+        """
+        return self.kernel == [0] and (self.is_representation or self.is_approximate())
 
     def decomposition_string(self) -> str:
         """E.g. '2×standard ⊕ trivial' (largest irreps first)."""
@@ -702,13 +711,18 @@ class RepresentationResult:
         return (f"not a representation of {self.group_name} {where}: {nums}; "
                 f"character multiplicities {raw or 'all ~0'}{extra}")
 
+    def plot(self, ax=None):
+        from analyses.plot.representations import plot_characters
+
+        return plot_characters(self, ax=ax)
+
     def irreps_list(self) -> list[dict]:
         """[{"dim", "multiplicity", "name"}] for the irreps that occur."""
         return [{"dim": int(self.irrep_dims[i]), "multiplicity": int(self.multiplicities[i]),
                  "name": self.irrep_names[i]} for i in range(len(self.irrep_names)) if self.multiplicities[i] != 0]
 
-    def to_dict(self) -> dict:
-        """JSON-safe summary (DESIGN's "representation" key plus detail)."""
+    def summary(self) -> dict:
+        """JSON-safe summary (the "representation" key of `analyze --json` plus detail)."""
         def num(x):
             x = float(x)
             return x if np.isfinite(x) else None
@@ -745,7 +759,7 @@ class RepresentationResult:
 
 
 def _complement_radius(A: np.ndarray, Q: np.ndarray, scales: np.ndarray) -> float:
-    """Largest spectral radius of the normalised token matrices on the unreached directions.
+    """Largest spectral radius of the normalized token matrices on the unreached directions.
 
     Those directions hold no state in exact arithmetic, but rounding and any leakage put a little
     there; if a token's matrix expands them (radius > 1 after removing the token's scale) that
@@ -794,7 +808,7 @@ def recover_from_matrices(
         Tolerance of every yes/no decision (is a representation, faithfulness): relative errors
         and residuals at or below it pass.
     subspace_rtol : float
-        Relative singular-value cut of the reachable subspace (see `reachable_subspace`).
+        Relative singular-value cut of the reachable subspace (see `orbit_subspace`).
     subspace : float array [H, r] with orthonormal columns, or None
         Restrict to this subspace instead of the short-word orbit span (e.g. the persistent
         subspace of `analyses.subspaces`); its invariance residual enters the homomorphism error.
@@ -829,7 +843,7 @@ def recover_from_matrices(
 
     parent, parent_token, bfs_order = cayley_bfs(table, token_elements)
     if subspace is None:
-        Q, sv, _ = reachable_subspace(A, h0, parent, parent_token, bfs_order, rtol=subspace_rtol)
+        Q, sv, _ = orbit_subspace(A, h0, parent, parent_token, bfs_order, rtol=subspace_rtol)
     else:
         Q = np.asarray(subspace, dtype=np.float64)
         if Q.ndim != 2 or Q.shape[0] != A.shape[1] or Q.shape[1] > A.shape[1]:
@@ -843,12 +857,12 @@ def recover_from_matrices(
     B = np.swapaxes(Q, 0, 1)[None] @ AQ           # [V, r, r]
     # How far the span is from invariant: the part of A_v Q that leaves it.
     invariance = float(_rel_err(AQ - Q[None] @ B, AQ).max()) if r else 0.0
-    B, scales, singular = normalise_scales(B)
+    B, scales, singular = normalize_scales(B)
     complement_radius = _complement_radius(A, Q, scales)
     singular_tokens = [int(v) for v in np.nonzero(singular)[0]]
     rho = element_matrices(B, parent, parent_token, bfs_order)
     if not np.all(np.isfinite(rho)):
-        notes.append("element matrices overflowed: the normalised token matrices are far from finite order")
+        notes.append("element matrices overflowed: the normalized token matrices are far from finite order")
         rho = np.nan_to_num(rho, nan=0.0, posinf=1e300, neginf=-1e300)
     W, Winv = unitary_gauge(rho)
     rho = W @ rho @ Winv
@@ -907,8 +921,8 @@ def subspace_action_to_hidden(result: "RepresentationResult", inner, token_matri
     `Ã_v = c_v Q W⁻¹ inner_v W Qᵀ + A_v (I - Q Qᵀ)`: ``inner`` [V, r, r] is in the result's gauge
     coordinates `y = W Qᵀ h`, scaled back by the learned token scale `c_v`; on the directions the
     subspace leaves out, the model's own matrices `A_v` [V, H, H] are kept. Used by the causal
-    tests (a transported construction in `analyses.comparison`, the snapped representation in
-    `analyses.idealize`).
+    tests (a transported construction in `analyses.groups.comparison`, the snapped representation in
+    `analyses.groups.snapping`).
     """
     A = np.asarray(token_matrices, dtype=np.float64)
     Q = result.subspace
@@ -927,21 +941,6 @@ def task_group_data(task):
     from workbench.constructions import task_group
 
     return task_group(task)
-
-
-def _model_matrices(model) -> tuple[np.ndarray, np.ndarray]:
-    if not hasattr(model, "transition_matrices"):
-        raise ValueError(f"model variant {getattr(getattr(model, 'cfg', None), 'variant', type(model).__name__)!r} "
-                         "has no transition matrices; representation recovery needs a bilinear model")
-    if getattr(getattr(model, "cfg", None), "additive", False):
-        raise ValueError("model has additive terms (additive=True): its update is affine, not a linear "
-                         "representation; analyse a model without them")
-    import torch
-
-    with torch.no_grad():
-        A = model.transition_matrices().detach().double().cpu().numpy()
-        h0 = model.h0.detach().double().cpu().numpy().reshape(-1)
-    return A, h0
 
 
 def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float = 1e-3,
@@ -965,7 +964,7 @@ def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float
     if subspace not in ("persistent", "reachable"):
         raise ValueError(f"subspace must be 'persistent' or 'reachable', got {subspace!r}")
     group, token_elements = task_group_data(task)
-    A, h0 = _model_matrices(model)
+    A, h0 = model_transitions(model, linear=True)
     if A.shape[0] != len(token_elements):
         raise ValueError(f"model has {A.shape[0]} token matrices but task {task.spec!r} has {len(token_elements)} tokens")
     Q = sv = pers = None
@@ -978,10 +977,10 @@ def recover_representation(model, task, atol: float = 1e-3, subspace_rtol: float
                                 group_name=group.name, atol=atol, subspace_rtol=subspace_rtol,
                                 subspace=Q, subspace_singular_values=sv)
     if pers is not None:
-        res.persistent = pers.to_dict()
+        res.persistent = pers.summary()
     return res
 
 
 def summarize(model, task, atol: float = 1e-3) -> dict:
-    """DESIGN's "representation" key of `analyze --json` for one model and group task."""
-    return recover_representation(model, task, atol=atol).to_dict()
+    """the "representation" key of `analyze --json` for one model and group task."""
+    return recover_representation(model, task, atol=atol).summary()

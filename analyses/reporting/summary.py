@@ -1,7 +1,7 @@
 """One JSON-ready summary of every analysis that applies to one model: `analyze --json`.
 
 Each analysis module owns its own `summarize(model, task) -> dict`; this module only decides
-which apply and assembles DESIGN's object. An analysis that does not apply (a baseline has no
+which apply and assembles the `analyze --json` object (docs/internals.md). An analysis that does not apply (a baseline has no
 transition matrices, a non-group task has no representation) is left out, never faked; an
 analysis that fails is reported under "errors" with its message, so one broken piece does not
 hide the others.
@@ -12,30 +12,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BILINEAR_VARIANTS = {"full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag"}
+from analyses.reporting.registry import applicable
 
 
 def _applicable(model, task) -> dict:
     """Analysis name -> summarize function, for those that apply to this model and task."""
-    from analyses import automata_extraction, comparison, drift, representations, spectra
-
-    variant = model.cfg.variant
-    found = {"automaton": automata_extraction.summarize}
-    if variant in BILINEAR_VARIANTS:
-        found["spectra"] = spectra.summarize
-        affine = model.cfg.additive or variant == "positive_diag"   # no linear representation
-        if not affine:  # positive_diag stacks layers: its first layer's states are not the output's
-            found["drift"] = drift.summarize
-        if task.group is not None and not affine:
-            found["representation"] = representations.summarize
-            found["comparison"] = comparison.summarize
-    return found
+    return applicable(model, task)
 
 
 def analyze_model(model, task, accuracy: dict | None = None) -> dict:
     """Run every applicable analysis on one model.
 
-    Returns DESIGN's `analyze --json` object: task, variant, accuracy, and one key per analysis.
+    Returns the `analyze --json` object: task, variant, accuracy, and one key per analysis.
     """
     out: dict = {"task": task.spec, "variant": model.cfg.variant, "accuracy": accuracy or {}}
     errors = {}

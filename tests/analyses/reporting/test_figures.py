@@ -1,5 +1,4 @@
 """Figures: each function returns a Figure built from results; the registry and CLI use a zoo."""
-import json
 
 import numpy as np
 import pytest
@@ -9,8 +8,8 @@ matplotlib.use("Agg")
 
 from _fake_zoo import build_fake_zoo  # noqa: E402
 
-from analyses import figures as F  # noqa: E402
-from analyses.figures.__main__ import main as figures_main  # noqa: E402
+from analyses.reporting import figures as F  # noqa: E402
+from analyses.reporting.figures.__main__ import main as figures_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")

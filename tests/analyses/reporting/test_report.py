@@ -6,8 +6,8 @@ import pytest
 
 from _fake_zoo import build_fake_zoo
 
-from analyses.figures import ZooNotFoundError
-from analyses.report import build_report, check_page
+from analyses.reporting.figures import ZooNotFoundError
+from analyses.reporting.report import build_report, check_page
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 construction it hides, and the snapped model generalises where the noisy one fails."""
 import numpy as np
 import pytest
-import torch
 
-from analyses.idealize import idealize, matrices_accuracy, snapped_representation
-from analyses.representations import recover_representation, task_group_data
+from analyses.groups.snapping import snap_transitions, matrices_accuracy, snapped_representation
+from analyses.groups.representations import recover_representation, task_group_data
 from workbench.constructions import construct, disguise
 from workbench.tasks import make_task
 from workbench.training import evaluate
@@ -36,13 +35,13 @@ def test_a_noisy_representation_is_snapped_back_and_then_generalises():
     model = disguise(exact, task, hidden=6, rng=np.random.default_rng(1), noise=0.01)
     rep = recover_representation(model, task)
     assert rep.homomorphism_error > 1e-3          # the planted model is only approximate
-    res = idealize(model, task, lengths=(50, 3000), n_sequences=64, rep=rep)
+    res = snap_transitions(model, task, lengths=(50, 3000), n_sequences=64, rep=rep)
     assert res.irreps == "2a"
     assert res.snapped_homomorphism_error < 1e-10
     assert 1e-3 < res.max_token_distance < 0.2
     assert res.accuracy_snapped[3000] == 1.0 and res.accuracy_snapped[50] == 1.0
     assert res.accuracy_learned[3000] < res.accuracy_snapped[3000]
-    assert "2a" in res.sentence() and res.to_dict()["accuracy_snapped"]["3000"] == 1.0
+    assert "2a" in res.sentence() and res.summary()["accuracy_snapped"]["3000"] == 1.0
     assert res.snapped_matrices.shape == (task.d_vocab, 6, 6)
 
 
@@ -53,7 +52,7 @@ def test_snapping_an_exact_construction_changes_nothing():
     group, _ = task_group_data(task)
     snapped = snapped_representation(rep, group.irreps())
     np.testing.assert_allclose(snapped, rep.element_matrices, atol=1e-6)  # float32 weights
-    res = idealize(model, task, lengths=(100,), n_sequences=16, rep=rep)
+    res = snap_transitions(model, task, lengths=(100,), n_sequences=16, rep=rep)
     assert res.max_token_distance < 1e-6
     assert res.accuracy_learned == res.accuracy_snapped == {100: 1.0}
 

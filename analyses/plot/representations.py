@@ -1,4 +1,4 @@
-"""Plots for `analyses.representations` and `analyses.comparison` (no arithmetic here).
+"""Plots for `analyses.groups.representations` and `analyses.groups.comparison` (no arithmetic here).
 
 Each function takes a result dataclass, draws on a given matplotlib Axes (or a new figure) and
 returns the figure.
@@ -6,13 +6,16 @@ returns the figure.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from analyses.comparison import ComparisonResult
-from analyses.representations import RepresentationResult
+if TYPE_CHECKING:  # the plot layer never imports the analyses it draws
+    from analyses.groups.comparison import ComparisonResult
+    from analyses.groups.representations import RepresentationResult
 
 __all__ = ["plot_characters", "plot_multiplicities", "plot_change_of_basis", "plot_comparison",
-           "plot_representation"]
+           "plot_representation", "plot_intertwiner", "plot_block_residuals", "plot_snapping"]
 
 
 def _axes(ax, figsize=(6, 3.5)):
@@ -34,7 +37,7 @@ def plot_characters(result: RepresentationResult, ax=None):
     mean = np.array([chi[c].mean() for c in classes])
     spread = np.array([np.ptp(chi[c]) for c in classes])
     predicted = (result.multiplicities @ result.irrep_characters).real
-    for i, name in enumerate(result.irrep_names):
+    for i in range(len(result.irrep_names)):
         ax.plot(x, [result.irrep_characters[i][c[0]].real for c in classes], color="0.8", lw=1, zorder=1)
     ax.plot(x, [predicted[c[0]] for c in classes], "s", mfc="none", mec="C1", ms=10, label="Σ m·χ (table)", zorder=2)
     ax.errorbar(x, mean, yerr=spread / 2, fmt="o", color="C0", label="learned χ", zorder=3)
@@ -52,7 +55,7 @@ def plot_multiplicities(result: RepresentationResult, ax=None):
     x = np.arange(len(result.irrep_names))
     ax.bar(x, result.raw_multiplicities.real, color="C0", alpha=0.7, label="<χ, χ_i>")
     ax.plot(x, result.multiplicities, "k_", ms=20, mew=2, label="rounded")
-    ax.set_xticks(x, [f"{n}\n(d={d})" for n, d in zip(result.irrep_names, result.irrep_dims)])
+    ax.set_xticks(x, [f"{n}\n(d={d})" for n, d in zip(result.irrep_names, result.irrep_dims, strict=True)])
     ax.set_ylabel("multiplicity")
     ax.set_title(f"irrep multiplicities (residual {result.multiplicity_residual:.1e})")
     ax.legend(fontsize=8)
@@ -61,7 +64,7 @@ def plot_multiplicities(result: RepresentationResult, ax=None):
 
 
 def plot_change_of_basis(result: RepresentationResult, tokens=None, max_tokens: int = 4):
-    """Transition matrices before (restricted, normalised, orthonormal subspace basis) and after
+    """Transition matrices before (restricted, normalized, orthonormal subspace basis) and after
     the change of basis into irreducible blocks (block edges drawn). Complex blocks show |·|."""
     import matplotlib.pyplot as plt
 
@@ -110,6 +113,17 @@ def plot_comparison(result: ComparisonResult):
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    plot_intertwiner(result, a)
+    plot_block_residuals(result, b)
+    fig.suptitle(f"learned {result.learned_decomposition} vs {result.construction}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_intertwiner(result: ComparisonResult, ax=None):
+    """Singular values of the intertwiner system (ascending) with the tolerance; the ones under it
+    span the intertwiner space."""
+    fig, a = _axes(ax, (5, 3.5))
     sv = np.maximum(result.intertwiner_singular_values, 1e-17)
     a.semilogy(np.arange(len(sv)), sv, ".", color="C0")
     a.axhline(result.rtol, color="C3", ls="--", label=f"rtol {result.rtol:g}")
@@ -118,6 +132,12 @@ def plot_comparison(result: ComparisonResult):
     a.set_xlabel("index")
     a.set_ylabel("relative singular value")
     a.legend(fontsize=8)
+    return fig
+
+
+def plot_block_residuals(result: ComparisonResult, ax=None):
+    """Residual per learned irreducible block (or the numbers that say why there is none)."""
+    fig, b = _axes(ax, (5, 3.5))
     if len(result.block_residuals):
         x = np.arange(len(result.block_residuals))
         b.bar(x, np.maximum(result.block_residuals, 1e-17), color="C2")
@@ -130,6 +150,20 @@ def plot_comparison(result: ComparisonResult):
                ha="center", va="center", transform=b.transAxes)
         b.set_xticks([])
         b.set_yticks([])
-    fig.suptitle(f"learned {result.learned_decomposition} vs {result.construction}", fontsize=10)
-    fig.tight_layout()
+    return fig
+
+
+def plot_snapping(result, ax=None):
+    """Accuracy of the learned and the snapped transitions at each test length."""
+    fig, ax = _axes(ax, (5, 3.5))
+    lengths = sorted(result.accuracy_learned)
+    x = np.arange(len(lengths))
+    ax.bar(x - 0.2, [result.accuracy_learned[L] for L in lengths], 0.4, label="learned")
+    ax.bar(x + 0.2, [result.accuracy_snapped[L] for L in lengths], 0.4, label=f"snapped to {result.irreps}")
+    ax.set_xticks(x, [f"{L:,}" for L in lengths])
+    ax.set_xlabel("length")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"snapping moves tokens by ≤ {result.max_token_distance:.1e}", fontsize=9)
+    ax.legend(fontsize=8)
     return fig

@@ -2,14 +2,14 @@
 
 Two layers:
 
-* :mod:`analyses.figures.plots` — ``hierarchy_heatmap(cells, paper, tasks, variants)``,
+* :mod:`analyses.plot.zoo` — ``hierarchy_heatmap(cells, paper, tasks, variants)``,
   ``accuracy_vs_length``, ``unit_circle_spectra``, ``characters_vs_table``,
   ``irrep_multiplicities``, ``automaton_graph``, ``patching_map``, ``echo_state_parity``,
   ``comparison_figure``: data or result objects in, a matplotlib Figure out. Use them from a
   notebook on any model.
 * :data:`FIGURES` — ``name -> Figure spec`` whose ``make(findings)`` picks the zoo models,
-  runs the analyses (memoised in :class:`~analyses.figures.findings.Findings`) and calls one of
-  the functions above. ``python -m analyses.figures NAME|all --out DIR`` writes ``NAME.png`` and
+  runs the analyses (memoised in :class:`~analyses.reporting.figures.findings.Findings`) and calls one of
+  the functions above. ``python -m analyses.reporting.figures NAME|all --out DIR`` writes ``NAME.png`` and
   ``NAME.pdf`` for each; :func:`make_figure` does the same from Python.
 """
 from __future__ import annotations
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from analyses.figures.findings import Findings, MissingModelError, missing_hint
-from analyses.figures.plots import (
+from analyses.reporting.figures.findings import Findings, MissingModelError, missing_hint
+from analyses.plot.zoo import (
     accuracy_vs_length, automaton_graph, characters_vs_table, comparison_figure, drift_panels, echo_state_parity,
     hierarchy_heatmap, irrep_multiplicities, patching_map, unit_circle_spectra,
 )
-from analyses.figures.zoo_data import Zoo, ZooNotFoundError
+from analyses.reporting.figures.zoo_data import Zoo, ZooNotFoundError
+from workbench.variants import GROUP_KEYS, LENGTH_KEYS, SPECTRA_KEYS
 
 __all__ = [
     "FIGURES", "FigureSpec", "make_figure", "save_figure", "Zoo", "ZooNotFoundError", "Findings",
@@ -33,10 +34,9 @@ __all__ = [
 ]
 
 #: Variants shown on the unit circle (bilinear ones: baselines have no transition matrices).
-SPECTRA_VARIANTS = ("full", "cp", "block2", "rotation", "complex_diag", "block1")
+SPECTRA_VARIANTS = SPECTRA_KEYS
 #: Variants drawn in the accuracy-against-length panels.
-LENGTH_VARIANTS = ("full", "cp", "block1", "block2", "rotation", "complex_diag", "posdiag1", "lstm",
-                   "transformer")
+LENGTH_VARIANTS = LENGTH_KEYS
 GROUP_PANELS = (("group:S3", "full"), ("group:S3", "cp"), ("group:D4", "full"), ("group:A5", "full"),
                 ("group:S3/gens", "full"), ("cyclic:5", "full"))
 
@@ -58,13 +58,13 @@ def _zoo_consts():
 def _hierarchy(f: Findings):
     z = _zoo_consts()
     return hierarchy_heatmap(f.zoo.median_cells(), z.PAPER_RESULTS, z._CYC + z._FSM, z.HIERARCHY_VARIANTS,
-                             title="modular addition and random FSMs: chance-normalised accuracy at length 500")
+                             title="modular addition and random FSMs: chance-normalized accuracy at length 500")
 
 
 def _hierarchy_groups(f: Findings):
     z = _zoo_consts()
-    return hierarchy_heatmap(f.zoo.median_cells(), z.PAPER_RESULTS, z.GROUP_TASKS, ("full", "cp"),
-                             title="groups and modular arithmetic: chance-normalised accuracy at length 500")
+    return hierarchy_heatmap(f.zoo.median_cells(), z.PAPER_RESULTS, z.GROUP_TASKS, GROUP_KEYS,
+                             title="groups and modular arithmetic: chance-normalized accuracy at length 500")
 
 
 def cells_by_length(zoo: Zoo, lengths=(10, 50, 500)) -> dict:
@@ -161,13 +161,13 @@ def _comparison(group: str):
 
 FIGURES: dict[str, FigureSpec] = {s.name: s for s in [
     FigureSpec("hierarchy", "Reproduction of the paper's hierarchy table (modular addition, random "
-               "FSMs): our chance-normalised accuracy at length 500 beside the paper's.", _hierarchy),
+               "FSMs): our chance-normalized accuracy at length 500 beside the paper's.", _hierarchy),
     FigureSpec("hierarchy_groups", "Group word problems and modular arithmetic, full and cp, beside "
                "the paper's number where it gives one.", _hierarchy_groups),
-    FigureSpec("accuracy_vs_length", "Chance-normalised accuracy at test lengths 10, 50 and 500 per "
+    FigureSpec("accuracy_vs_length", "Chance-normalized accuracy at test lengths 10, 50 and 500 per "
                "variant (median over seeds, band up to the best seed; grey: training lengths).",
                _accuracy_vs_length),
-    FigureSpec("spectra", "Eigenvalues of the normalised per-token transitions of cyclic:5 models on "
+    FigureSpec("spectra", "Eigenvalues of the normalized per-token transitions of cyclic:5 models on "
                "the unit circle (filled: persistent at length 500; ticks: expected roots of unity).",
                _spectra),
     FigureSpec("characters_S3", "Learned characters of the S3 full model per conjugacy class against "

@@ -4,13 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from analyses.spectra import (
+from analyses._core import model_transitions, reachable_subspace
+from analyses.spectral import (
     analyze_spectra,
     commutator_norms,
     lyapunov_exponents,
-    model_transitions,
     normalize_transitions,
-    reachable_subspace,
     token_periods,
 )
 
@@ -55,7 +54,7 @@ def test_exact_cyclic_roots_of_unity_and_frequencies():
     np.testing.assert_allclose(np.abs(res.eigenvalues), 1, atol=1e-9)
     assert res.persistent.all()
     assert res.max_commutator < 1e-9
-    assert math.isinf(res.predicted_break_length)
+    assert math.isinf(res.spectral_break_length)
 
 
 def test_planted_phase_error_is_measured_and_predicts_break():
@@ -65,11 +64,11 @@ def test_planted_phase_error_is_measured_and_predicts_break():
     # token a is off by a * eps: the worst is token m-1
     assert res.max_phase_error == pytest.approx((m - 1) * eps, rel=1e-6)
     assert res.phase_break_length == pytest.approx(np.pi / (m * (m - 1) * eps), rel=1e-6)
-    assert res.predicted_break_length == pytest.approx(res.phase_break_length)
+    assert res.spectral_break_length == pytest.approx(res.phase_break_length)
     assert res.frequencies == [1]
 
 
-def test_scale_invariance_of_normalised_spectrum():
+def test_scale_invariance_of_normalized_spectrum():
     m = 7
     A = cyclic_rotations(m, freqs=(3,))
     rng = np.random.default_rng(1)
@@ -82,7 +81,7 @@ def test_scale_invariance_of_normalised_spectrum():
 
 def test_unreachable_direction_is_ignored():
     m = 4
-    # a third, unreachable direction with a large eigenvalue would dominate the normalisation
+    # a third, unreachable direction with a large eigenvalue would dominate the normalization
     A = np.stack([blockdiag(rot(2 * np.pi * a / m), np.array([[3.0]])) for a in range(m)])
     Q = reachable_subspace(A, np.array([1.0, 0, 0]))
     assert Q.shape == (3, 2)
@@ -98,7 +97,7 @@ def test_commutators_zero_for_diagonal_class_and_not_for_s3():
     rng = np.random.default_rng(2)
     diag = np.stack([np.diag(rng.normal(size=6)) for _ in range(4)])
     assert commutator_norms(diag).max() == 0.0
-    cplx = np.stack([blockdiag(*[r * rot(t) for r, t in zip(rng.uniform(0.5, 2, 3), rng.uniform(0, 6, 3))])
+    cplx = np.stack([blockdiag(*[r * rot(t) for r, t in zip(rng.uniform(0.5, 2, 3), rng.uniform(0, 6, 3), strict=True)])
                      for _ in range(5)])
     assert commutator_norms(cplx).max() < 1e-12
     # S3 permutation matrices: transpositions do not commute
@@ -116,7 +115,7 @@ def test_decaying_direction_predicts_break_length():
     res = analyze_spectra(A, np.array([1.0, 0, 1, 0]), periods=periods_cyclic(m), cyclic_m=m,
                           decay_tol=1e-2, train_length=10)
     expected = np.log(100) / -np.log(r)  # ~458 steps
-    assert res.predicted_break_length == pytest.approx(expected, rel=0.02)
+    assert res.spectral_break_length == pytest.approx(expected, rel=0.02)
     np.testing.assert_allclose(res.subdominant_ratio[1:], r, rtol=1e-9)
     assert res.token_decay_length[1] == pytest.approx(expected, rel=1e-9)
     # the r-block is below the 500-step persistence threshold, so it has no phase error entry
@@ -175,7 +174,7 @@ def test_bad_input_and_baseline_errors():
 
 
 def test_cyclic_constructions_show_roots_of_unity():
-    from analyses.spectra import spectra
+    from analyses.spectral import spectra
     from workbench.constructions import construct
     from workbench.tasks import make_task
 
@@ -194,7 +193,7 @@ def test_cyclic_constructions_show_roots_of_unity():
 def test_diagonal_class_models_have_zero_commutators():
     import torch
 
-    from analyses.spectra import spectra
+    from analyses.spectral import spectra
     from workbench.models import ModelConfig, build_model
 
     torch.manual_seed(0)
@@ -207,7 +206,7 @@ def test_diagonal_class_models_have_zero_commutators():
 
 
 def test_nonabelian_construction_commutes_not():
-    from analyses.spectra import summarize
+    from analyses.spectral import summarize
     from workbench.constructions import construct
     from workbench.tasks import make_task
 
@@ -222,7 +221,7 @@ def test_planted_phase_drift_predicts_measured_break():
 
     import torch
 
-    from analyses.spectra import break_prediction_check, summarize
+    from analyses.spectral import break_prediction_check, summarize
     from workbench.constructions import construct
     from workbench.tasks import make_task
 
@@ -242,7 +241,7 @@ def test_planted_phase_drift_predicts_measured_break():
 
 
 def test_baselines_raise():
-    from analyses.spectra import summarize
+    from analyses.spectral import summarize
     from workbench.models import ModelConfig, build_model
     from workbench.tasks import make_task
 
