@@ -110,3 +110,19 @@ def test_train_checkpoint_analyze_round_trip(tmp_path, capsys, monkeypatch):
     assert set(out["accuracy"]) == {"10", "50"}
     assert out["automaton"]["task_states"] == 3 and "errors" not in out
     assert "representation" not in out   # not a group task: left out, never faked
+
+
+def test_changed_file_is_retrained_not_reused(tmp_path):
+    from workbench.checkpoints import read_config
+    from workbench.training import TrainConfig, train
+
+    p = _write(tmp_path, COUNTER)
+    cfg = TrainConfig(task=f"automaton:{p}", variant="full", d_hidden=4, steps=5, eval_lengths=(10,),
+                      val_length=10, val_sequences=16, long_val_length=20, long_val_sequences=16,
+                      eval_sequences=32)
+    assert not train(cfg, tmp_path / "ck", progress=False).reused
+    assert train(cfg, tmp_path / "ck", progress=False).reused      # same file: reused
+    changed = {**COUNTER, "outputs": [2, 1, 0]}
+    p.write_text(json.dumps(changed))
+    assert not train(cfg, tmp_path / "ck", progress=False).reused  # changed contents: retrained
+    assert read_config(tmp_path / "ck")["automaton"] == changed
