@@ -126,3 +126,14 @@ def test_changed_file_is_retrained_not_reused(tmp_path):
     p.write_text(json.dumps(changed))
     assert not train(cfg, tmp_path / "ck", progress=False).reused  # changed contents: retrained
     assert read_config(tmp_path / "ck")["automaton"] == changed
+
+
+def test_in_memory_automaton_task_saves_and_loads(tmp_path):
+    from workbench.checkpoints import load_checkpoint, save_checkpoint
+    from workbench.models import ModelConfig, build_model
+
+    task = Task.from_automaton(**COUNTER)
+    model = build_model(ModelConfig("full", 2, 4, 3))
+    save_checkpoint(tmp_path / "ck", model, task, {"seed": 0}, {"accuracy": {}})
+    _, loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.spec == "automaton" and loaded.automaton_record() == COUNTER
