@@ -31,6 +31,7 @@ from transformer_lens.hook_points import HookPoint
 from workbench.variants import BILINEAR_VARIANTS, COMPLEX_VARIANTS, DIAGONAL_VARIANTS, PARAM_HOOKS
 
 from .config import ModelConfig
+from .from_weights import from_weights
 from .hooked import HookedRecurrentModule
 from .recurrence import DENSE_METHODS, dense_token_recurrence, diag_recurrence
 
@@ -223,6 +224,35 @@ class HookedBilinearRNN(HookedRecurrentModule):
                 if name.split(".")[-1] in TRANSITION_PARAMS:
                     p.requires_grad_(False)
         self.setup()
+
+    @classmethod
+    def from_weights(cls, variant: str, tensors: dict, **cfg_overrides) -> HookedBilinearRNN:
+        """A hooked model of ``variant`` from plain tensors (a model trained elsewhere).
+
+        Parameters
+        ----------
+        variant : str
+            A bilinear variant (``full cp block rotation complex_diag real_diag positive_diag``).
+        tensors : dict[str, Tensor or array]
+            Under the model's own parameter names (``model.state_dict()`` keys: ``W``
+            [H, H, D], ``h0`` [H], ``W_U`` [H, C], ``W_E`` [V, D] for a learned embedding,
+            ``W_B`` [D, H] / ``b_B`` [H] for ``additive``, ...; ``docs/your-own-models-and-automata.md`` lists them
+            per variant). For ``full``, ``token_matrices`` [V, H, H] (``h_t = A[v] h_{t-1}``)
+            may replace ``W``. Cast to float32.
+        **cfg_overrides
+            ``ModelConfig`` fields to set on top of what the shapes imply (e.g.
+            ``normalize=False``, ``freeze_transition=True``).
+
+        Returns
+        -------
+        HookedBilinearRNN in eval mode; ``save_checkpoint`` makes it a checkpoint.
+
+        Raises
+        ------
+        ValueError naming the tensor, its shape and the expected shape; missing or unexpected
+        tensors by name.
+        """
+        return from_weights(cls, variant, tensors, **cfg_overrides)
 
     # ------------------------------------------------------------------ helpers
     @property

@@ -285,6 +285,63 @@ def _names_filter_fn(names_filter) -> Callable[[str], bool]:
                      "hook names or a function name -> bool")
 
 
+RETURN_TYPES = ("logits", "loss", "both", None)
+
+
+def output_for_return_type(logits, return_type="logits", labels=None,
+                           loss_per_token: bool = False):
+    """What a model's ``forward`` returns for ``return_type``, as in TransformerLens.
+
+    Parameters
+    ----------
+    logits : Tensor [B, T, C]
+    return_type : "logits" | "loss" | "both" | None
+        ``"loss"``: cross-entropy against ``labels``; ``"both"``: ``(logits, loss)``;
+        None: nothing (run for the hooks only).
+    labels : LongTensor [B, T] or None
+        Per-step task labels (``task.eval_set(...).labels``); entries ``-100`` are ignored.
+        Needed for a loss: a state tracker has no next-token target to fall back on.
+    loss_per_token : bool
+        Return the loss per (sequence, step), ``[B, T]`` (0 at ignored entries), instead of
+        the mean.
+    """
+    if return_type not in RETURN_TYPES:
+        raise ValueError(f"return_type={return_type!r}; accepted: 'logits', 'loss', 'both' "
+                         "or None")
+    if return_type == "logits":
+        return logits
+    if return_type is None:
+        return None
+    B, T, C = logits.shape
+    if labels is None:
+        raise ValueError(f"return_type={return_type!r} needs labels= (LongTensor [{B}, {T}] "
+                         "of per-step task labels, e.g. task.eval_set(...).labels; -100 = "
+                         "ignore); accepted without labels: return_type='logits' or None")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (B, T) or \
+            labels.is_floating_point() or labels.dtype == torch.bool:
+        got = (f"{type(labels).__name__} {tuple(labels.shape)} {labels.dtype}"
+               if isinstance(labels, torch.Tensor) else type(labels).__name__)
+        raise ValueError(f"labels: got {got}; accepted: an integer tensor [{B}, {T}] "
+                         f"with entries in 0..{C - 1} or -100 (ignored)")
+    labels = labels.long().to(logits.device)
+    bad = (labels != -100) & ((labels < 0) | (labels >= C))
+    if bool(bad.any()):
+        raise ValueError(f"label value {int(labels[bad][0])} is out of range; accepted: "
+                         f"0..{C - 1} (n_classes={C}) or -100 (ignored)")
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(B * T, C), labels.reshape(B * T), ignore_index=-100,
+        reduction="none").view(B, T)
+    if loss_per_token:
+        loss = per_token
+    else:
+        n = (labels != -100).sum()
+        if int(n) == 0:
+            raise ValueError("every label is -100 (ignored): the mean loss is undefined; "
+                             "accepted: at least one label in 0..C-1")
+        loss = per_token.sum() / n
+    return loss if return_type == "loss" else (logits, loss)
+
+
 class HookedRecurrentModule(HookedRootModule):
     """Base class: TL hooks + step-indexed caching for recurrent models.
 
@@ -423,60 +480,12 @@ class HookedRecurrentModule(HookedRootModule):
         return out
 
     # ------------------------------------------------------------------ TL conventions
-    RETURN_TYPES = ("logits", "loss", "both", None)
+    RETURN_TYPES = RETURN_TYPES
 
     def model_output(self, logits: torch.Tensor, return_type="logits", labels=None,
                      loss_per_token: bool = False):
-        """What ``forward`` returns for ``return_type``, as in TransformerLens.
-
-        Parameters
-        ----------
-        logits : Tensor [B, T, C]
-        return_type : "logits" | "loss" | "both" | None
-            ``"loss"``: cross-entropy against ``labels``; ``"both"``: ``(logits, loss)``;
-            None: nothing (run for the hooks only).
-        labels : LongTensor [B, T] or None
-            Per-step task labels (``task.eval_set(...).labels``); entries ``-100`` are ignored.
-            Needed for a loss: a state tracker has no next-token target to fall back on.
-        loss_per_token : bool
-            Return the loss per (sequence, step), ``[B, T]`` (0 at ignored entries), instead of
-            the mean.
-        """
-        if return_type not in self.RETURN_TYPES:
-            raise ValueError(f"return_type={return_type!r}; accepted: 'logits', 'loss', 'both' "
-                             "or None")
-        if return_type == "logits":
-            return logits
-        if return_type is None:
-            return None
-        B, T, C = logits.shape
-        if labels is None:
-            raise ValueError(f"return_type={return_type!r} needs labels= (LongTensor [{B}, {T}] "
-                             "of per-step task labels, e.g. task.eval_set(...).labels; -100 = "
-                             "ignore); accepted without labels: return_type='logits' or None")
-        if not isinstance(labels, torch.Tensor) or labels.shape != (B, T) or \
-                labels.is_floating_point() or labels.dtype == torch.bool:
-            got = (f"{type(labels).__name__} {tuple(labels.shape)} {labels.dtype}"
-                   if isinstance(labels, torch.Tensor) else type(labels).__name__)
-            raise ValueError(f"labels: got {got}; accepted: an integer tensor [{B}, {T}] "
-                             f"with entries in 0..{C - 1} or -100 (ignored)")
-        labels = labels.long().to(logits.device)
-        bad = (labels != -100) & ((labels < 0) | (labels >= C))
-        if bool(bad.any()):
-            raise ValueError(f"label value {int(labels[bad][0])} is out of range; accepted: "
-                             f"0..{C - 1} (n_classes={C}) or -100 (ignored)")
-        per_token = torch.nn.functional.cross_entropy(
-            logits.reshape(B * T, C), labels.reshape(B * T), ignore_index=-100,
-            reduction="none").view(B, T)
-        if loss_per_token:
-            loss = per_token
-        else:
-            n = (labels != -100).sum()
-            if int(n) == 0:
-                raise ValueError("every label is -100 (ignored): the mean loss is undefined; "
-                                 "accepted: at least one label in 0..C-1")
-            loss = per_token.sum() / n
-        return loss if return_type == "loss" else (logits, loss)
+        """What ``forward`` returns for ``return_type`` (see :func:`output_for_return_type`)."""
+        return output_for_return_type(logits, return_type, labels, loss_per_token)
 
     @classmethod
     def from_pretrained(cls, name: str, **load_kwargs):
