@@ -10,6 +10,7 @@ not code, and is not run.
 """
 import ast
 import doctest
+import linecache
 import re
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def run_block(block: str, namespace: dict, where: str) -> int:
     outputs were checked."""
     tree = ast.parse(block, filename=where)
     lines = block.splitlines()
+    # Tools that read their caller's source (nnsight's trace reads its `with` body) find it here.
+    linecache.cache[where] = (len(block), None, block.splitlines(True), where)
     checked = 0
     for node in tree.body:
         expected = _expected(lines[node.end_lineno - 1])

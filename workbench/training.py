@@ -611,7 +611,8 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     loss_ema, acc_ema = float("nan"), float("nan")
     val_acc, long_acc, solved, stopped = 0.0, None, False, False
     resumed = False
-    store = _TrainState(state_dir, cfg.fingerprint() + f"-lr{lr!r}-wd{weight_decay!r}") if state_dir else None
+    store = _TrainState(state_dir, run_fingerprint(cfg, task) + f"-lr{lr!r}-wd{weight_decay!r}") \
+        if state_dir else None
     if store is not None:
         loaded = store.load()
         if loaded is not None:
@@ -838,7 +839,7 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     out = Path(out_dir) if out_dir is not None else None
 
     if out is not None and (out / "config.json").exists() and (out / "metrics.json").exists():
-        reused = _reuse_finished(out, cfg)
+        reused = _reuse_finished(out, cfg, task)
         if reused is not None:
             return reused
 
@@ -895,19 +896,29 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
         for r in metrics["lr_runs"]:
             if not math.isfinite(r["final_loss"]):
                 r["final_loss"] = None
-        save_checkpoint(out, model, cfg.task, {**cfg.to_dict(), "fingerprint": cfg.fingerprint()},
+        save_checkpoint(out, model, task, {**cfg.to_dict(), "fingerprint": run_fingerprint(cfg, task)},
                         metrics, seed=cfg.seed)
         shutil.rmtree(out / TRAIN_STATE_DIR, ignore_errors=True)
     return result
 
 
-def _reuse_finished(out: Path, cfg: TrainConfig) -> TrainResult | None:
+def run_fingerprint(cfg: TrainConfig, task) -> str:
+    """``cfg.fingerprint()``, plus the automaton's contents for a user automaton task: its spec
+    names a file, whose contents may change between an interrupted run and its resume."""
+    fp = cfg.fingerprint()
+    if task.family != "automaton":
+        return fp
+    record = json.dumps(task.automaton_record(), sort_keys=True)
+    return hashlib.sha256((fp + record).encode()).hexdigest()[:16]
+
+
+def _reuse_finished(out: Path, cfg: TrainConfig, task) -> TrainResult | None:
     """A finished checkpoint in ``out`` with the same training config, or None."""
     from workbench.checkpoints import load_checkpoint, read_config, read_metrics
 
     try:
         conf = read_config(out)
-        if conf.get("training", {}).get("fingerprint") != cfg.fingerprint():
+        if conf.get("training", {}).get("fingerprint") != run_fingerprint(cfg, task):
             return None
         m = read_metrics(out)
         model, task = load_checkpoint(out)
