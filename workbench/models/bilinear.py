@@ -264,6 +264,17 @@ class HookedBilinearRNN(HookedRecurrentModule):
             return _block_diag(_pairs_to_blocks(P))
         return torch.diag_embed(P)
 
+    def _token_transitions_T(self, vocab: torch.Tensor) -> torch.Tensor:
+        """``A_v^T`` for every token, [V, H, H], differentiable (the fast path's table).
+
+        ``full`` with one-hot input: ``A_v = W[:, :, v]``, so the table is a permuted view of
+        ``W`` (the recurrence makes it contiguous once); the einsum against the identity it
+        replaces was a skinny [H^2, V] x [V, V] GEMM forward and two backward.
+        """
+        if self.cfg.variant == "full" and self.cfg.d_embed is None:
+            return self.W.permute(2, 1, 0)
+        return self._dense(0, vocab, None, None)[0].transpose(1, 2)
+
     def transition_matrices(self) -> torch.Tensor:
         """Dense ``A_v`` for every token v, [V, H, H] (``positive_diag``: layer 0's diagonal).
 
@@ -389,7 +400,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         if noise is not None:
             Ct = noise if Ct is None else Ct + noise
         if dense_variant:
-            AT = self._dense(0, vocab, None, None)[0].transpose(1, 2)
+            AT = self._token_transitions_T(vocab)
             states = dense_token_recurrence(AT, tok_T, h0, Ct, norm, self.recurrence_method)
         else:
             if token_input:

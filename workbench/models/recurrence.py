@@ -102,21 +102,26 @@ def _token_grad_tables(
 
     keys : [N] token per row; X, dU : [N, H]. Returns [V, H, H].
     """
-    H = X.shape[1]
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=n_tokens).tolist()
     return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)
 
 
 def _segment_gemms(Xg: torch.Tensor, Ug: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Rows grouped by token (``counts[v]`` consecutive rows each): ``out[v] = Xg_v^T Ug_v``."""
+    """Rows grouped by token (``counts[v]`` consecutive rows each): ``out[v] = Xg_v^T Ug_v``.
+
+    ``empty`` plus zeroing only the absent tokens: a ``zeros`` of the whole [V, H, H] table is
+    one more pass over V*H^2 floats that every present token overwrites anyway.
+    """
     H = Xg.shape[1]
-    out = torch.zeros(len(counts), H, H, dtype=Xg.dtype, device=Xg.device)
+    out = torch.empty(len(counts), H, H, dtype=Xg.dtype, device=Xg.device)
     start = 0
     for v, n in enumerate(counts):
         if n:
             torch.mm(Xg[start:start + n].t(), Ug[start:start + n], out=out[v])
             start += n
+        else:
+            out[v].zero_()
     return out
 
 
@@ -172,7 +177,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
                 prev = st
             states = S
             if need_grad:
-                ctx.save_for_backward(AT, S, X, N, order, inv)
+                ctx.save_for_backward(AT, S, X, N, order, inv, tokens.gather(1, order))
                 ctx.segs = segs
         elif method == "alltokens":
             AT_cat = AT.permute(1, 0, 2).reshape(H, V * H)               # [H, V*H]
@@ -222,15 +227,16 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         dU_steps = dU.unbind(0) if need_dU else None
         step = _DenseTokenRecurrence._backward_step
         if ctx.method == "grouped":
-            AT, S, X, N, order, inv = ctx.saved_tensors
+            AT, S, X, N, order, inv, sorted_tokens = ctx.saved_tensors
             A_v = AT.transpose(1, 2).contiguous().unbind(0)
-            grad_AT = torch.zeros(V, H, H, dtype=G.dtype, device=G.device)
-            gA_v = grad_AT.unbind(0)
-            S_steps, X_steps = S.unbind(0), X.unbind(0)
+            S_steps = S.unbind(0)
             N_steps = N.unbind(0) if normalize else None
             order_steps, inv_steps = order.unbind(0), inv.unbind(0)
+            # GS[t]: the gradient wrt u_t in the step's sorted order, kept for the weight
+            # gradient computed after the loop.
+            GS = torch.empty(T, B, H, dtype=G.dtype, device=G.device)
+            GS_steps = GS.unbind(0)
             gbuf = torch.empty(B, H, dtype=G.dtype, device=G.device)
-            gs = torch.empty(B, H, dtype=G.dtype, device=G.device)
             gx = torch.empty(B, H, dtype=G.dtype, device=G.device)
             carry = None
             segs = ctx.segs
@@ -238,14 +244,19 @@ class _DenseTokenRecurrence(torch.autograd.Function):
                 g = step(G[t], carry, S_steps[t] if normalize else None,
                          N_steps[t] if normalize else None,
                          dU_steps[t] if ctx.has_C else gbuf)
+                gs = GS_steps[t]
                 torch.index_select(g, 0, order_steps[t], out=gs)
-                xt = X_steps[t]
                 for v, s, e in segs[t]:
                     torch.mm(gs[s:e], A_v[v], out=gx[s:e])
-                    # dA accumulated per group here: no [T, B, H] re-sort afterwards.
-                    gA_v[v].addmm_(xt[s:e].t(), gs[s:e])
                 carry = gx.index_select(0, inv_steps[t])
             grad_h0 = carry
+            # Weight gradient of all steps at once: rows (t, slot) sorted by token, then one
+            # [H, n_v] @ [n_v, H] GEMM per token (n_v ~ B*T/V rows) instead of one rank-(B/V)
+            # update of an H x H matrix per token and step, each a full pass over that matrix.
+            grad_AT = None
+            if ctx.needs_input_grad[0]:
+                grad_AT = _token_grad_tables(sorted_tokens.reshape(-1), X.reshape(-1, H),
+                                             GS.reshape(-1, H), V)
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
         else:
             AT, S, h0, N, tokens = ctx.saved_tensors
