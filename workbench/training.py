@@ -50,6 +50,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from workbench.devices import check_device_spec, model_device, resolve_device
 from workbench.checkpoints import (
     CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
     save_checkpoint, sha256_bytes, tensors_to_bytes,
@@ -170,6 +171,11 @@ class TrainConfig:
     polish_weight_decay: float = 3.0
     polish_loss: str = "final"
     polish_train_lengths: tuple[int, int] = (2, 10)
+    # Where to train: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N". Not part of the
+    # fingerprint: the data and the initial weights are drawn on the CPU whatever the device,
+    # so the device changes only floating-point rounding, not what the run means (and old
+    # checkpoints keep their fingerprints).
+    device: str = "auto"
 
     def __post_init__(self):
         if isinstance(self.lr, (int, float)):
@@ -187,6 +193,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and what it accepts."""
+        check_device_spec(self.device)
         if self.variant not in BILINEAR_VARIANTS + BASELINE_VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; accepted: "
                              f"{', '.join(BILINEAR_VARIANTS + BASELINE_VARIANTS)}")
@@ -255,7 +262,7 @@ class TrainConfig:
     def fingerprint(self, exclude: Iterable[str] = ()) -> str:
         """Hash of the fields that change the trained weights (resume refuses a different one)."""
         d = self.to_dict()
-        for k in ("eval_lengths", "eval_sequences", *exclude):
+        for k in ("eval_lengths", "eval_sequences", "device", *exclude):
             d.pop(k, None)
         if self.val_mode == "final":
             d.pop("val_mode")  # the rule before val_mode existed: old fingerprints stay valid
@@ -360,6 +367,7 @@ def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
     lengths = [int(L) for L in lengths]
     if any(L < 1 for L in lengths):
         raise ValueError(f"lengths must be positive, got {lengths}")
+    device = model_device(model)
     was_training = model.training
     model.eval()
     out = {}
@@ -368,7 +376,7 @@ def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
             for L in lengths:
                 Lv = task.valid_length(L)
                 c = chunk or max(1, min(n_sequences, (1 << 17) // max(Lv, 1)))
-                batch = task.eval_set(Lv, n_sequences, seed)
+                batch = task.eval_set(Lv, n_sequences, seed).to(device)
                 out[L] = _final_accuracy(model, batch, c)
     finally:
         model.train(was_training)
@@ -396,7 +404,7 @@ def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = 
     correct = total = 0
     try:
         with torch.no_grad():
-            batch = task.eval_set(Lv, n_sequences, seed)
+            batch = task.eval_set(Lv, n_sequences, seed).to(model_device(model))
             scored = task.scored_steps(Lv)
             for i in range(0, n_sequences, c):
                 pred = model(batch.tokens[i:i + c]).argmax(-1)[:, scored]
@@ -594,10 +602,12 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     from workbench.models import build_model
 
     mcfg = model_config_for(cfg, task)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
     if init_fn is not None:
         init_fn(model)
+    model.to(device)   # built (and initialised) on the CPU: the same weights on every device
     model.train()
     if cfg.state_noise:
         if not hasattr(model, "state_noise"):
@@ -644,7 +654,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     try:
         while step < cfg.steps and not stopped:
             L = int(torch.randint(lo, hi + 1, (1,), generator=gen))
-            batch = task.sample(cfg.batch_size, task.valid_length(L), gen)
+            batch = task.sample(cfg.batch_size, task.valid_length(L), gen).to(device)
             logits = model(batch.tokens)
             loss = _loss_fn(logits, batch.labels, cfg.loss)
             ok = bool(torch.isfinite(loss))
@@ -761,7 +771,7 @@ def _polish(cfg: TrainConfig, task, model, progress: bool = False) -> tuple[obje
     try:
         while step < cfg.polish_steps:
             L = int(torch.randint(lo, hi + 1, (1,), generator=gen))
-            batch = task.sample(cfg.batch_size, task.valid_length(L), gen)
+            batch = task.sample(cfg.batch_size, task.valid_length(L), gen).to(model_device(model))
             loss = _loss_fn(model(batch.tokens), batch.labels, cfg.polish_loss)
             ok = bool(torch.isfinite(loss))
             if ok:
@@ -872,6 +882,7 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
             model, polish = _polish(cfg, task, model, progress)
 
     acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_sequences, seed=0)
+    model.cpu()   # the result, like every checkpoint, holds CPU tensors whatever the device
     norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
     total_time = sum(r.train_time_s for r in runs) + (polish["train_time_s"] if polish else 0.0)
     result = TrainResult(out_dir=out, config=cfg, lr=run.lr, steps=run.steps, train_time_s=total_time,
