@@ -389,6 +389,27 @@ def _ray_gpus(ray, device: str) -> int:
     return 1 if device == "auto" and have else 0
 
 
+def _start_local_ray(ray, jobs: int, attempts: int = 3) -> None:
+    """A private single-machine Ray: loopback, no dashboard, a small object store (runs exchange
+    only a summary dict; checkpoints go straight to the file system).
+
+    Ray gives its node 30 s (a constant in ``ray._private.node``) to register; on a loaded
+    2-core machine its half-dozen helper processes can take longer to start, so a start that
+    times out is retried.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=jobs, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     object_store_memory=100 * 2**20, log_to_driver=False, configure_logging=False)
+            return
+        except Exception as e:
+            if "timed out during startup" not in str(e) or attempt == attempts:
+                raise
+            ray.shutdown()
+            print(f"zoo build: Ray did not start in time (attempt {attempt} of {attempts}); retrying",
+                  file=sys.stderr, flush=True)
+
+
 def _run_ray(todo, root: str, jobs: int, address, device: str, report) -> None:
     try:
         import ray
@@ -400,10 +421,7 @@ def _run_ray(todo, root: str, jobs: int, address, device: str, report) -> None:
         if address is not None:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
-            # A private single-machine Ray: loopback, no dashboard, a small object store (runs
-            # exchange only a summary dict; checkpoints go straight to the file system).
-            ray.init(num_cpus=jobs, include_dashboard=False, _node_ip_address="127.0.0.1",
-                     object_store_memory=100 * 2**20, log_to_driver=False, configure_logging=False)
+            _start_local_ray(ray, jobs)
         started = True
     try:
         gpus = _ray_gpus(ray, device)

@@ -45,7 +45,7 @@ _FLOP_RATE = 6.0e10
 DENSE_METHODS = ("auto", "grouped", "alltokens")
 
 
-def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
+def choose_dense_method(n_tokens: int, batch: int, hidden: int, device: str = "cpu") -> str:
     """Pick the faster exact method for the dense per-token recurrence.
 
     Parameters
@@ -54,6 +54,9 @@ def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
         Vocabulary size V (number of distinct transition matrices).
     batch, hidden : int
         B and H.
+    device : str
+        ``"cpu"`` (the cost model below) or a CUDA device (``alltokens`` unless its buffer
+        would pass 1 GiB).
 
     Returns
     -------
@@ -67,6 +70,11 @@ def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
     efficiency, small GEMMs, modelled as 1.5x). The model is deliberately crude: it only
     has to separate "tiny batch*hidden" (launch-bound) from "real sizes" (arithmetic-bound).
     """
+    if str(device).startswith("cuda"):
+        # A GPU is launch-bound at these sizes: ``grouped`` needs a host sync (tolist) and one
+        # launch per token per step; ``alltokens`` two launches per step, arithmetic is cheap.
+        # Cap its [B, V*H] per-step buffer at 1 GiB.
+        return "alltokens" if batch * n_tokens * hidden * 4 <= 2**30 else "grouped"
     useful = 2.0 * batch * hidden * hidden / _FLOP_RATE
     alltokens = 2 * _OP_SECONDS + n_tokens * useful
     groups = min(n_tokens, batch)
@@ -105,6 +113,21 @@ def _token_grad_tables(
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=n_tokens).tolist()
     return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)
+
+
+def _token_grad_tables_onegemm(
+    keys: torch.Tensor, X: torch.Tensor, dU: torch.Tensor, n_tokens: int
+) -> torch.Tensor:
+    """The same tables as :func:`_token_grad_tables` with one ``[H, N] @ [N, V*H]`` GEMM.
+
+    ``dU`` is scattered into its token's block of a zero ``[N, V*H]`` matrix: V times the
+    arithmetic, but no host synchronisation (no ``tolist``) and one kernel, which is what a
+    GPU wants (and what CUDA-graph capture needs).
+    """
+    N, H = X.shape
+    Z = torch.zeros(N, n_tokens, H, dtype=dU.dtype, device=dU.device)
+    Z.scatter_(1, keys.view(N, 1, 1).expand(N, 1, H), dU.unsqueeze(1))
+    return (X.t() @ Z.view(N, n_tokens * H)).view(H, n_tokens, H).transpose(0, 1)
 
 
 def _segment_gemms(Xg: torch.Tensor, Ug: torch.Tensor, counts: list[int]) -> torch.Tensor:
@@ -272,7 +295,8 @@ class _DenseTokenRecurrence(torch.autograd.Function):
                 carry = big.view(B, V * H) @ A_cat
             grad_h0 = carry
             X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
-            grad_AT = _token_grad_tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
+            tables = _token_grad_tables_onegemm if G.is_cuda else _token_grad_tables
+            grad_AT = tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
         return grad_AT, None, grad_h0, grad_C, None, None
 
@@ -378,7 +402,7 @@ def dense_token_recurrence(
     if method not in DENSE_METHODS:
         raise ValueError(f"method={method!r}; accepted: {', '.join(map(repr, DENSE_METHODS))}")
     if method == "auto":
-        method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1])
+        method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1], AT.device.type)
     return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method)
 
 
