@@ -10,7 +10,8 @@ that drift on a shared machine hits every column alike):
   per-step L2 normalisation on, as the training recipe runs it) with the final-step
   cross-entropy loss;
 * ``step``: the whole training step as :mod:`workbench.training` runs it (zero_grad, forward,
-  loss, backward, gradient clipping, AdamW);
+  loss, backward, gradient clipping, fused AdamW); ``step0``: the same with PyTorch's default
+  (per-tensor) AdamW;
 * ``GFLOP/s`` / ``floor``: this core's GEMM rate (a 512x4096x512 ``torch.mm`` timed in the same
   alternating rounds, so it sees the same load) and the FLOP floor of forward+backward,
   ``6*B*T*H^2`` FLOPs (one GEMM forward, two backward) at that rate;
@@ -18,7 +19,7 @@ that drift on a shared machine hits every column alike):
 * ``loop f+b``: a plain PyTorch reference (per-token matrices gathered by ``index_select``,
   ``bmm`` with the state as a row vector, autograd through the Python loop);
 * ``RNN f+b`` / ``RNN step``: ``torch.nn.RNN(tanh)`` with the same H, one-hot input and a linear
-  readout, forward+backward and the whole step with AdamW.
+  readout, forward+backward and the whole step with fused AdamW.
 """
 from __future__ import annotations
 
@@ -101,17 +102,18 @@ def main(argv=None):
     gemm, gemm_flops = make_gemm()
     print(f"full, V={V} B={B} T={T}, 1 thread, torch {torch.__version__}, median of {args.repeats}; "
           f"floor = 6*B*T*H^2 FLOPs at the GEMM rate of a 512x4096x512 mm timed in the same rounds")
-    cols = ["fwd", "bwd", "fwd+bwd", "step", "GFLOP/s", "floor", "x floor", "loop f+b", "RNN f+b",
+    cols = ["fwd", "bwd", "fwd+bwd", "step", "step0", "GFLOP/s", "floor", "x floor", "loop f+b", "RNN f+b",
             "RNN step"]
     print(f"{'H':>5}" + "".join(f"{c:>10}" for c in cols) + "   (ms)")
     for H in (int(h) for h in args.H.split(",")):
         model = build_model(ModelConfig("full", V, H, C, normalize=True)).train()
         model.recurrence_method = args.method
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-3)
+        opt = torch.optim.AdamW(params, lr=1e-3, fused=True)   # as workbench.training.make_adamw
         loop = LoopReference(V, H, C)
         rnn = RNNReference(V, H, C)
-        rnn_opt = torch.optim.AdamW(rnn.parameters(), lr=1e-3)
+        rnn_opt = torch.optim.AdamW(rnn.parameters(), lr=1e-3, fused=True)
+        plain_opt = torch.optim.AdamW(params, lr=1e-3)   # the per-tensor default, for comparison
         held = {}
 
         def fwd():
@@ -133,6 +135,12 @@ def main(argv=None):
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
 
+        def step_plain_adam():
+            plain_opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(tokens)[:, -1], labels).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            plain_opt.step()
+
         def loop_fb():
             F.cross_entropy(loop(tokens), labels).backward()
 
@@ -145,7 +153,7 @@ def main(argv=None):
             torch.nn.utils.clip_grad_norm_(list(rnn.parameters()), 1.0)
             rnn_opt.step()
 
-        t = time_alternating({"gemm": gemm, "fwd": fwd, "fb": fwd_bwd, "step": step, "loop": loop_fb,
+        t = time_alternating({"gemm": gemm, "fwd": fwd, "fb": fwd_bwd, "step": step, "step0": step_plain_adam, "loop": loop_fb,
                               "rnn": rnn_fb, "rnn_step": rnn_step}, args.repeats)
         rate = gemm_flops / t["gemm"]
         # backward alone: forward outside the timer, then time the backward call.
@@ -156,7 +164,7 @@ def main(argv=None):
             bwd_only()
             bt.append(time.perf_counter() - t0)
         floor = 6 * B * T * H * H / rate
-        row = [t["fwd"], statistics.median(bt), t["fb"], t["step"]]
+        row = [t["fwd"], statistics.median(bt), t["fb"], t["step"], t["step0"]]
         tail = [t["loop"], t["rnn"], t["rnn_step"]]
         print(f"{H:>5}" + "".join(f"{x * 1e3:>10.2f}" for x in row) + f"{rate / 1e9:>10.0f}"
               + f"{floor * 1e3:>10.2f}" + f"{t['fb'] / floor:>10.1f}"
