@@ -251,7 +251,10 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         step = _DenseTokenRecurrence._backward_step
         if ctx.method == "grouped":
             AT, S, X, N, order, inv, sorted_tokens = ctx.saved_tensors
-            A_v = AT.transpose(1, 2).contiguous().unbind(0)
+            # A_v as transposed views: BLAS reads them as they are (measured as fast as a
+            # contiguous copy would be, and the copy, a strided transpose, costs more than
+            # the backward's GEMMs at H=256).
+            A_v = [a.t() for a in AT.unbind(0)]
             S_steps = S.unbind(0)
             N_steps = N.unbind(0) if normalize else None
             order_steps, inv_steps = order.unbind(0), inv.unbind(0)
