@@ -10,7 +10,7 @@ that drift on a shared machine hits every column alike):
   per-step L2 normalisation on, as the training recipe runs it) with the final-step
   cross-entropy loss;
 * ``step``: the whole training step as :mod:`workbench.training` runs it (zero_grad, forward,
-  loss, backward, gradient clipping, fused AdamW); ``step0``: the same with PyTorch's default
+  loss, backward, gradient clipping, AdamW as ``workbench.training.make_adamw``); ``step0``: the same with PyTorch's default
   (per-tensor) AdamW;
 * ``GFLOP/s`` / ``floor``: this core's GEMM rate (a 512x4096x512 ``torch.mm`` timed in the same
   alternating rounds, so it sees the same load) and the FLOP floor of forward+backward,
@@ -19,7 +19,7 @@ that drift on a shared machine hits every column alike):
 * ``loop f+b``: a plain PyTorch reference (per-token matrices gathered by ``index_select``,
   ``bmm`` with the state as a row vector, autograd through the Python loop);
 * ``RNN f+b`` / ``RNN step``: ``torch.nn.RNN(tanh)`` with the same H, one-hot input and a linear
-  readout, forward+backward and the whole step with fused AdamW.
+  readout, forward+backward and the whole step with the same AdamW.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.models import ModelConfig, build_model
+from workbench.training import make_adamw
 
 
 GEMM_SHAPE = (512, 4096, 512)
@@ -109,10 +110,10 @@ def main(argv=None):
         model = build_model(ModelConfig("full", V, H, C, normalize=True)).train()
         model.recurrence_method = args.method
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-3, fused=True)   # as workbench.training.make_adamw
+        opt = make_adamw(params, lr=1e-3, weight_decay=0.0)
         loop = LoopReference(V, H, C)
         rnn = RNNReference(V, H, C)
-        rnn_opt = torch.optim.AdamW(rnn.parameters(), lr=1e-3, fused=True)
+        rnn_opt = make_adamw(list(rnn.parameters()), lr=1e-3, weight_decay=0.0)
         plain_opt = torch.optim.AdamW(params, lr=1e-3)   # the per-tensor default, for comparison
         held = {}
 
