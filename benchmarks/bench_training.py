@@ -7,7 +7,7 @@ For each hidden size H it prints, in milliseconds (medians of --repeats, timed a
 that drift on a shared machine hits every column alike):
 
 * ``fwd`` / ``bwd`` / ``fwd+bwd``: the workbench model ``full`` (one-hot input, V tokens,
-  per-step L2 normalisation on, as the training recipe runs it) with the final-step
+  per-step L2 normalization on, as the training recipe runs it) with the final-step
   cross-entropy loss;
 * ``step``: the whole training step as :mod:`workbench.training` runs it (zero_grad, forward,
   loss, backward, gradient clipping, AdamW as ``workbench.training.make_adamw``); ``step0``: the same with PyTorch's default
@@ -58,7 +58,7 @@ def time_alternating(fns: dict, repeats: int) -> dict:
 
 
 class LoopReference(torch.nn.Module):
-    """Plain autograd bilinear RNN: gather each step's per-token matrices, ``bmm``, normalise."""
+    """Plain autograd bilinear RNN: gather each step's per-token matrices, ``bmm``, normalize."""
 
     def __init__(self, V: int, H: int, C: int):
         super().__init__()

@@ -158,7 +158,7 @@ def training(steps):
     wall = time.perf_counter() - t0
     print(f"   cuda: {res.steps} steps, train {res.train_time_s:.1f}s ({res.steps / res.train_time_s:.0f} "
           f"steps/s), wall {wall:.1f}s; accuracy {json.dumps(res.accuracy)}; "
-          f"normalised {json.dumps({k: round(v, 4) for k, v in res.normalized_accuracy.items()})}")
+          f"normalized {json.dumps({k: round(v, 4) for k, v in res.normalized_accuracy.items()})}")
     cpu = train(TrainConfig(**{**base, "steps": 200, "eval_every": 10**6}, device="cpu"), None, progress=False)
     per = cpu.train_time_s / cpu.steps
     print(f"   cpu: {per * 1e3:.2f} ms/step over 200 steps (validation included) -> "
@@ -167,7 +167,7 @@ def training(steps):
 
 @section("4. analyze on CUDA equals CPU")
 def analyze():
-    from analyses.summary import analyze_checkpoint
+    from analyses.reporting.summary import analyze_checkpoint
 
     name = "groupS3_full_s0"
     a = analyze_checkpoint(name)
