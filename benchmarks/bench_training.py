@@ -47,7 +47,8 @@ def make_gemm():
 def time_alternating(fns: dict, repeats: int) -> dict:
     """Median seconds of each callable, calling them in turn ``repeats`` times after a warm-up."""
     for fn in fns.values():
-        fn(); fn()
+        fn()
+        fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
@@ -86,6 +87,75 @@ class RNNReference(torch.nn.Module):
         return self.readout(self.rnn(F.one_hot(tokens, self.V).float())[0][:, -1])
 
 
+def measure(H: int, V: int, B: int, T: int, tokens, labels, gemm, gemm_flops, args) -> None:
+    """Time every column for one hidden size and print its row."""
+    C = V
+    model = build_model(ModelConfig("full", V, H, C, normalize=True)).train()
+    model.recurrence_method = args.method
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_adamw(params, lr=1e-3, weight_decay=0.0)
+    loop = LoopReference(V, H, C)
+    rnn = RNNReference(V, H, C)
+    rnn_opt = make_adamw(list(rnn.parameters()), lr=1e-3, weight_decay=0.0)
+    plain_opt = torch.optim.AdamW(params, lr=1e-3)   # the per-tensor default, for comparison
+    held = {}
+
+    def fwd():
+        with torch.no_grad():
+            model(tokens)
+
+    def fwd_only():
+        held["loss"] = F.cross_entropy(model(tokens)[:, -1], labels)
+
+    def bwd_only():
+        held["loss"].backward()
+
+    def fwd_bwd():
+        F.cross_entropy(model(tokens)[:, -1], labels).backward()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(tokens)[:, -1], labels).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    def step_plain_adam():
+        plain_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(tokens)[:, -1], labels).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        plain_opt.step()
+
+    def loop_fb():
+        F.cross_entropy(loop(tokens), labels).backward()
+
+    def rnn_fb():
+        F.cross_entropy(rnn(tokens), labels).backward()
+
+    def rnn_step():
+        rnn_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(rnn(tokens), labels).backward()
+        torch.nn.utils.clip_grad_norm_(list(rnn.parameters()), 1.0)
+        rnn_opt.step()
+
+    t = time_alternating({"gemm": gemm, "fwd": fwd, "fb": fwd_bwd, "step": step, "step0": step_plain_adam, "loop": loop_fb,
+                          "rnn": rnn_fb, "rnn_step": rnn_step}, args.repeats)
+    rate = gemm_flops / t["gemm"]
+    # backward alone: forward outside the timer, then time the backward call.
+    bt = []
+    for _ in range(args.repeats):
+        fwd_only()
+        t0 = time.perf_counter()
+        bwd_only()
+        bt.append(time.perf_counter() - t0)
+    floor = 6 * B * T * H * H / rate
+    row = [t["fwd"], statistics.median(bt), t["fb"], t["step"], t["step0"]]
+    tail = [t["loop"], t["rnn"], t["rnn_step"]]
+    print(f"{H:>5}" + "".join(f"{x * 1e3:>10.2f}" for x in row) + f"{rate / 1e9:>10.0f}"
+          + f"{floor * 1e3:>10.2f}" + f"{t['fb'] / floor:>10.1f}"
+          + "".join(f"{x * 1e3:>10.2f}" for x in tail), flush=True)
+
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--H", default="32,64,128,256")
@@ -107,70 +177,7 @@ def main(argv=None):
             "RNN step"]
     print(f"{'H':>5}" + "".join(f"{c:>10}" for c in cols) + "   (ms)")
     for H in (int(h) for h in args.H.split(",")):
-        model = build_model(ModelConfig("full", V, H, C, normalize=True)).train()
-        model.recurrence_method = args.method
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = make_adamw(params, lr=1e-3, weight_decay=0.0)
-        loop = LoopReference(V, H, C)
-        rnn = RNNReference(V, H, C)
-        rnn_opt = make_adamw(list(rnn.parameters()), lr=1e-3, weight_decay=0.0)
-        plain_opt = torch.optim.AdamW(params, lr=1e-3)   # the per-tensor default, for comparison
-        held = {}
-
-        def fwd():
-            with torch.no_grad():
-                model(tokens)
-
-        def fwd_only():
-            held["loss"] = F.cross_entropy(model(tokens)[:, -1], labels)
-
-        def bwd_only():
-            held["loss"].backward()
-
-        def fwd_bwd():
-            F.cross_entropy(model(tokens)[:, -1], labels).backward()
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(tokens)[:, -1], labels).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-
-        def step_plain_adam():
-            plain_opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(tokens)[:, -1], labels).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            plain_opt.step()
-
-        def loop_fb():
-            F.cross_entropy(loop(tokens), labels).backward()
-
-        def rnn_fb():
-            F.cross_entropy(rnn(tokens), labels).backward()
-
-        def rnn_step():
-            rnn_opt.zero_grad(set_to_none=True)
-            F.cross_entropy(rnn(tokens), labels).backward()
-            torch.nn.utils.clip_grad_norm_(list(rnn.parameters()), 1.0)
-            rnn_opt.step()
-
-        t = time_alternating({"gemm": gemm, "fwd": fwd, "fb": fwd_bwd, "step": step, "step0": step_plain_adam, "loop": loop_fb,
-                              "rnn": rnn_fb, "rnn_step": rnn_step}, args.repeats)
-        rate = gemm_flops / t["gemm"]
-        # backward alone: forward outside the timer, then time the backward call.
-        bt = []
-        for _ in range(args.repeats):
-            fwd_only()
-            t0 = time.perf_counter()
-            bwd_only()
-            bt.append(time.perf_counter() - t0)
-        floor = 6 * B * T * H * H / rate
-        row = [t["fwd"], statistics.median(bt), t["fb"], t["step"], t["step0"]]
-        tail = [t["loop"], t["rnn"], t["rnn_step"]]
-        print(f"{H:>5}" + "".join(f"{x * 1e3:>10.2f}" for x in row) + f"{rate / 1e9:>10.0f}"
-              + f"{floor * 1e3:>10.2f}" + f"{t['fb'] / floor:>10.1f}"
-              + "".join(f"{x * 1e3:>10.2f}" for x in tail), flush=True)
-
+        measure(H, V, B, T, tokens, labels, gemm, gemm_flops, args)
 
 if __name__ == "__main__":
     main()

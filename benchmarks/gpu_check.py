@@ -47,7 +47,8 @@ def section(name):
 
 def cuda_time(fn, repeats):
     """Median seconds of ``fn`` measured with CUDA events (after two warm-up calls)."""
-    fn(); fn()
+    fn()
+    fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
@@ -79,7 +80,7 @@ def parity():
                 results[dev] = (out.detach().cpu(), [g.cpu() for g in grads])
             rel = lambda a, b: float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
             f = rel(results["cuda"][0], results["cpu"][0])
-            g = max(rel(a, b) for a, b in zip(results["cuda"][1], results["cpu"][1]))
+            g = max(rel(a, b) for a, b in zip(results["cuda"][1], results["cpu"][1], strict=True))
             print(f"   {str(dtype):<14} {variant:<10} max rel diff: forward {f:.2e}  gradients {g:.2e}")
     from workbench.models import choose_dense_method
 
@@ -103,49 +104,53 @@ def _full_fast_step(model, tokens, labels, method):
 
 @section("2. speed on the GPU: full vs nn.RNN (fwd+bwd tokens/s), eager and CUDA graph")
 def speed(repeats):
+    for B, T, H, V in ((256, 512, 64, 8), (64, 10, 256, 25), (1024, 10, 256, 25)):
+        speed_at(B, T, H, V, repeats)
+
+
+def speed_at(B, T, H, V, repeats):
     from workbench.models import ModelConfig, build_model
 
     dev = torch.device("cuda")
-    for B, T, H, V in ((256, 512, 64, 8), (64, 10, 256, 25), (1024, 10, 256, 25)):
-        torch.manual_seed(0)
-        tokens = torch.randint(0, V, (B, T), device=dev)
-        labels = torch.randint(0, V, (B,), device=dev)
-        rnn = torch.nn.RNN(V, H, batch_first=True).to(dev)
-        readout = torch.nn.Linear(H, V, bias=False).to(dev)
-        x = F.one_hot(tokens, V).float()
+    torch.manual_seed(0)
+    tokens = torch.randint(0, V, (B, T), device=dev)
+    labels = torch.randint(0, V, (B,), device=dev)
+    rnn = torch.nn.RNN(V, H, batch_first=True).to(dev)
+    readout = torch.nn.Linear(H, V, bias=False).to(dev)
+    x = F.one_hot(tokens, V).float()
 
-        def rnn_fb():
-            F.cross_entropy(readout(rnn(x)[0][:, -1]), labels).backward()
+    def rnn_fb():
+        F.cross_entropy(readout(rnn(x)[0][:, -1]), labels).backward()
 
-        t_rnn = cuda_time(rnn_fb, repeats)
-        print(f"   B={B} T={T} H={H} V={V}: nn.RNN fwd+bwd {t_rnn * 1e3:8.2f} ms  "
-              f"{B * T / t_rnn:>12,.0f} tok/s")
-        m = build_model(ModelConfig("full", V, H, V, normalize=True)).to(dev).train()
-        for method in ("alltokens", "grouped"):
-            m.recurrence_method = method
+    t_rnn = cuda_time(rnn_fb, repeats)
+    print(f"   B={B} T={T} H={H} V={V}: nn.RNN fwd+bwd {t_rnn * 1e3:8.2f} ms  "
+          f"{B * T / t_rnn:>12,.0f} tok/s")
+    m = build_model(ModelConfig("full", V, H, V, normalize=True)).to(dev).train()
+    for method in ("alltokens", "grouped"):
+        m.recurrence_method = method
 
-            def fb():
-                F.cross_entropy(m(tokens)[:, -1], labels).backward()
+        def fb():
+            F.cross_entropy(m(tokens)[:, -1], labels).backward()
 
-            t = cuda_time(fb, repeats)
-            print(f"   full {method:<10} eager   {t * 1e3:8.2f} ms  {B * T / t:>12,.0f} tok/s  "
-                  f"{t_rnn / t:5.2f}x nn.RNN")
-        # CUDA graph of fwd+bwd (static tokens/labels; grads accumulate into static .grad).
-        for p in m.parameters():
-            p.grad = torch.zeros_like(p)
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(3):
-                _full_fast_step(m, tokens, labels, "alltokens")
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
+        t = cuda_time(fb, repeats)
+        print(f"   full {method:<10} eager   {t * 1e3:8.2f} ms  {B * T / t:>12,.0f} tok/s  "
+              f"{t_rnn / t:5.2f}x nn.RNN")
+    # CUDA graph of fwd+bwd (static tokens/labels; grads accumulate into static .grad).
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
             _full_fast_step(m, tokens, labels, "alltokens")
-        t_eager = cuda_time(lambda: _full_fast_step(m, tokens, labels, "alltokens"), repeats)
-        t_graph = cuda_time(g.replay, repeats)
-        print(f"   full alltokens no-check eager {t_eager * 1e3:8.2f} ms; CUDA graph {t_graph * 1e3:8.2f} ms "
-              f"({B * T / t_graph:,.0f} tok/s, {t_rnn / t_graph:.2f}x nn.RNN, {t_eager / t_graph:.1f}x eager)")
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        _full_fast_step(m, tokens, labels, "alltokens")
+    t_eager = cuda_time(lambda: _full_fast_step(m, tokens, labels, "alltokens"), repeats)
+    t_graph = cuda_time(g.replay, repeats)
+    print(f"   full alltokens no-check eager {t_eager * 1e3:8.2f} ms; CUDA graph {t_graph * 1e3:8.2f} ms "
+          f"({B * T / t_graph:,.0f} tok/s, {t_rnn / t_graph:.2f}x nn.RNN, {t_eager / t_graph:.1f}x eager)")
 
 
 @section("3. training fsm:25 on CUDA")

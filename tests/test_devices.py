@@ -86,7 +86,7 @@ def test_cpu_run_checkpoint_and_evaluation_on_cpu(tmp_path):
     # the same weights as the default device on this machine (the fingerprint ignores it)
     again = train(dataclasses.replace(cfg, device="auto"), None, progress=False)
     if NO_CUDA:   # "auto" is the CPU here: bit-identical weights
-        for a, b in zip(res.model.state_dict().values(), again.model.state_dict().values()):
+        for a, b in zip(res.model.state_dict().values(), again.model.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert evaluate(res.model, make_task("parity"), [10], 64) == {10: res.accuracy[10]}
 
@@ -98,5 +98,5 @@ def test_cuda_training_matches_cpu_in_float_tolerance():
     a = train(TrainConfig(**cfg, device="cpu"), None, progress=False).model
     b = train(TrainConfig(**cfg, device="cuda"), None, progress=False).model
     assert model_device(b).type == "cpu"
-    for (n, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+    for (n, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-3, atol=1e-4, msg=n)
