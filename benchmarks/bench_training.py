@@ -30,6 +30,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from workbench.cpu_memory import retain_freed_memory
 from workbench.models import ModelConfig, build_model
 from workbench.training import make_adamw
 
@@ -42,6 +43,18 @@ def make_gemm():
     m, k, n = GEMM_SHAPE
     a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
     return (lambda: torch.mm(a, b, out=out)), 2 * m * k * n
+
+
+def alloc_touch_ms(n: int, repeats: int = 30) -> float:
+    """Median ms to allocate three fresh float tensors of n elements (a step's gradient and two
+    optimiser temporaries live at once), write each once and free them."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a, b, c = torch.empty(n).fill_(1.0), torch.empty(n).fill_(2.0), torch.empty(n).fill_(3.0)
+        del a, b, c
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
 def time_alternating(fns: dict, repeats: int) -> dict:
@@ -164,15 +177,25 @@ def main(argv=None):
     ap.add_argument("--T", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--method", default="auto", help="recurrence_method of the workbench model")
+    ap.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                    help="retain: keep freed memory in the process as training does "
+                         "(workbench.cpu_memory); default: glibc's own thresholds")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    n = args.V * max(int(h) for h in args.H.split(",")) ** 2
+    before = alloc_touch_ms(n)
+    if args.malloc == "retain":
+        retain_freed_memory()
+        print(f"allocate + fill 3 fresh [{n:,}] float tensors (V*H^2 each) and free them: "
+              f"{before:.2f} ms with glibc's default thresholds, {alloc_touch_ms(n):.2f} ms retained")
     torch.manual_seed(0)
     V, B, T, C = args.V, args.B, args.T, args.V
     tokens = torch.randint(0, V, (B, T))
     labels = torch.randint(0, C, (B,))
     gemm, gemm_flops = make_gemm()
     print(f"full, V={V} B={B} T={T}, 1 thread, torch {torch.__version__}, median of {args.repeats}; "
-          f"floor = 6*B*T*H^2 FLOPs at the GEMM rate of a 512x4096x512 mm timed in the same rounds")
+          f"floor = 6*B*T*H^2 FLOPs at the GEMM rate of a 512x4096x512 mm timed in the same rounds; "
+          f"malloc {args.malloc}")
     cols = ["fwd", "bwd", "fwd+bwd", "step", "step0", "GFLOP/s", "floor", "x floor", "loop f+b", "RNN f+b",
             "RNN step"]
     print(f"{'H':>5}" + "".join(f"{c:>10}" for c in cols) + "   (ms)")

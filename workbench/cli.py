@@ -336,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         import torch  # noqa: F401  (after parsing: --help never pays for it)
+
+        from workbench.cpu_memory import retain_freed_memory
+        retain_freed_memory()
         torch.set_num_threads(getattr(args, "threads", 1) or 1)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -50,6 +50,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from workbench.cpu_memory import retain_freed_memory
 from workbench.devices import check_device_spec, model_device, resolve_device
 from workbench.checkpoints import (
     CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
@@ -856,6 +857,7 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     from workbench.tasks import make_task
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    retain_freed_memory()   # page faults on re-allocated gradients cost more than the GEMMs
     if threads is not None:
         torch.set_num_threads(threads)
     task = make_task(cfg.task)
