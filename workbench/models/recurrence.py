@@ -152,12 +152,13 @@ class _DenseTokenRecurrence(torch.autograd.Function):
     """States of ``u_t = h_{t-1} @ AT[tok_t] (+ C_t)``, ``h_t = u_t (/ ||u_t||)``.
 
     Inputs: AT [V, H, H] (transposed per-token matrices), tokens [T, B] int64, h0 [B, H],
-    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens").
+    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens"), grad_hook
+    (None or ``fn(grad wrt h_t [B, H], t) -> grad``, called at every step of backward).
     Output: states [T, B, H].
     """
 
     @staticmethod
-    def forward(ctx, AT, tokens, h0, C, normalize, method):
+    def forward(ctx, AT, tokens, h0, C, normalize, method, grad_hook=None):
         T, B = tokens.shape
         V, H, _ = AT.shape
         dtype, device = AT.dtype, AT.device
@@ -225,16 +226,21 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             raise ValueError(f"method={method!r}; accepted: 'grouped', 'alltokens'")
         ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
         ctx.shape = (T, B, V, H)
+        ctx.grad_hook = grad_hook
         return states
 
     @staticmethod
-    def _backward_step(g_in, carry, y, n, out):
+    def _backward_step(g_in, carry, y, n, out, hook=None, t=0):
         """Gradient wrt u_t written into ``out``; through the normalization when on.
 
-        Written with ``out=`` everywhere: at small B*H each op's ~4 us dispatch is what a step
-        costs, and an allocation plus a copy per step were two of them.
+        ``hook(grad wrt h_t, t + 1)`` (per-step backward hooks) sees the total gradient wrt the
+        state and may replace it; it gets a tensor of its own (a hook may keep it). Without a
+        hook everything is written with ``out=``: at small B*H each op's ~4 us dispatch is what
+        a step costs, and an allocation plus a copy per step were two of them.
         """
-        if carry is None:
+        if hook is not None:
+            g = out.copy_(hook(g_in if carry is None else g_in + carry, t + 1))
+        elif carry is None:
             g = out.copy_(g_in)
         else:
             g = torch.add(g_in, carry, out=out)
@@ -273,7 +279,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S_steps[t] if normalize else None,
                          N_steps[t] if normalize else None,
-                         dU_steps[t] if ctx.has_C else gbuf)
+                         dU_steps[t] if ctx.has_C else gbuf, ctx.grad_hook, t)
                 gs = GS_steps[t]
                 torch.index_select(g, 0, order_steps[t], out=gs)
                 for v, s, e in segs[t]:
@@ -290,22 +296,25 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
         else:
             AT, S, h0, N, tokens = ctx.saved_tensors
-            A_cat = AT.transpose(1, 2).reshape(V * H, H)                 # rows v*H+i: A_v[i, :]
+            # carry_b = g_b @ A_{tok_b}: g against every token's matrix at once, then each
+            # sample picks its block (the forward's scheme; two launches per step).
+            A_cols = AT.transpose(1, 2).permute(1, 0, 2).reshape(H, V * H)  # [i, v*H+j] = A_v[i, j]
             idx = tokens.view(T, B, 1, 1).expand(T, B, 1, H)
-            big = torch.zeros(B, V, H, dtype=G.dtype, device=G.device)
+            big = torch.empty(B, V * H, dtype=G.dtype, device=G.device)
+            carry_buf = torch.empty(B, H, dtype=G.dtype, device=G.device)
             carry = None
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S[t] if normalize else None, N[t] if normalize else None,
-                         dU_steps[t])
-                big.zero_()
-                big.scatter_(1, idx[t], g.unsqueeze(1))
-                carry = big.view(B, V * H) @ A_cat
+                         dU_steps[t], ctx.grad_hook, t)
+                torch.mm(g, A_cols, out=big)
+                torch.gather(big.view(B, V, H), 1, idx[t], out=carry_buf.view(B, 1, H))
+                carry = carry_buf
             grad_h0 = carry
             X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
             tables = _token_grad_tables_onegemm if G.is_cuda else _token_grad_tables
             grad_AT = tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
-        return grad_AT, None, grad_h0, grad_C, None, None
+        return grad_AT, None, grad_h0, grad_C, None, None, None
 
 
 class _DiagRecurrence(torch.autograd.Function):
@@ -313,11 +322,12 @@ class _DiagRecurrence(torch.autograd.Function):
 
     Inputs: P [T, B, H] (real diagonal, or complex diagonal interleaved as
     ``(a_0, b_0, a_1, b_1, ...)`` acting on the pairs ``(h_{2n}, h_{2n+1})``), h0 [B, H],
-    C [T, B, H] or None, normalize (bool), is_complex (bool). Output: states [T, B, H].
+    C [T, B, H] or None, normalize (bool), is_complex (bool), grad_hook (as for the dense
+    recurrence). Output: states [T, B, H].
     """
 
     @staticmethod
-    def forward(ctx, P, h0, C, normalize, is_complex):
+    def forward(ctx, P, h0, C, normalize, is_complex, grad_hook=None):
         T, B, H = P.shape
         S = torch.empty(T, B, H, dtype=P.dtype, device=P.device)
         N = torch.empty(T, B, 1, dtype=P.dtype, device=P.device) if normalize else None
@@ -341,6 +351,7 @@ class _DiagRecurrence(torch.autograd.Function):
             prev = Sv[t]
         ctx.save_for_backward(P, h0, S, N if normalize else None)
         ctx.normalize, ctx.is_complex, ctx.has_C = normalize, is_complex, C is not None
+        ctx.grad_hook = grad_hook
         return S
 
     @staticmethod
@@ -359,6 +370,8 @@ class _DiagRecurrence(torch.autograd.Function):
             dPc = torch.view_as_complex(dP.view(T, B, H // 2, 2))
         for t in range(T - 1, -1, -1):
             g = G[t] if carry is None else G[t] + carry
+            if ctx.grad_hook is not None:
+                g = ctx.grad_hook(g, t + 1)
             if normalize:
                 g = _normalize_backward(g, S[t], N[t])
             if dU is not None:
@@ -372,7 +385,7 @@ class _DiagRecurrence(torch.autograd.Function):
                 prev = S[t - 1] if t > 0 else h0
                 torch.mul(g, prev, out=dP[t])
                 carry = g * P[t]
-        return dP, carry, dU, None, None
+        return dP, carry, dU, None, None, None
 
 
 def dense_token_recurrence(
@@ -382,6 +395,7 @@ def dense_token_recurrence(
     C: torch.Tensor | None = None,
     normalize: bool = False,
     method: str = "auto",
+    grad_hook=None,
 ) -> torch.Tensor:
     """Run ``h_t = norm(h_{t-1} @ AT[tokens_t] + C_t)`` for all steps.
 
@@ -400,6 +414,10 @@ def dense_token_recurrence(
         L2-normalize each state.
     method : {"auto", "grouped", "alltokens"}
         See the module docstring.
+    grad_hook : None or callable ``(grad [B, H], t) -> grad [B, H]``
+        Called in backward at every step t = T..1 with the total gradient wrt the state h_t
+        (before the normalization's backward); what it returns flows on. This is how a fast
+        path fires per-step backward hooks.
 
     Returns
     -------
@@ -410,7 +428,7 @@ def dense_token_recurrence(
         raise ValueError(f"method={method!r}; accepted: {', '.join(map(repr, DENSE_METHODS))}")
     if method == "auto":
         method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1], AT.device.type)
-    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method)
+    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method, grad_hook)
 
 
 def diag_recurrence(
@@ -419,6 +437,7 @@ def diag_recurrence(
     C: torch.Tensor | None = None,
     normalize: bool = False,
     is_complex: bool = False,
+    grad_hook=None,
 ) -> torch.Tensor:
     """Run the elementwise recurrence ``h_t = norm(P_t * h_{t-1} + C_t)``.
 
@@ -432,9 +451,10 @@ def diag_recurrence(
     C : Tensor [T, B, H] or None
     normalize : bool
     is_complex : bool
+    grad_hook : None or callable, as for :func:`dense_token_recurrence`.
 
     Returns
     -------
     Tensor [T, B, H]
     """
-    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex))
+    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex), grad_hook)
