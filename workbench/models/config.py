@@ -98,7 +98,7 @@ class ModelConfig:
         if self.normalize is not None and not isinstance(self.normalize, bool):
             raise ValueError(f"normalize={self.normalize!r}; accepted: None, True or False")
         if isinstance(self.init_noise, bool) or not isinstance(self.init_noise, (int, float)) \
-                or not self.init_noise >= 0:
+                or not 0 <= self.init_noise < float("inf"):
             raise ValueError(f"init_noise={self.init_noise!r}; accepted: a float >= 0")
         v, H = self.variant, self.d_hidden
         if v == "cp":
@@ -131,6 +131,9 @@ class ModelConfig:
                 if getattr(self, flag):
                     raise ValueError(f"{flag}=True for baseline {v!r}; accepted: False "
                                      "(the flag applies to the bilinear family)")
+        from workbench.limits import check_model_config
+
+        check_model_config(self)  # sizes within the memory budget, before anything is built
 
     # ------------------------------------------------------------------ derived
     @property
