@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from workbench.limits import check_dense_hook
+
 from .config import BILINEAR_VARIANTS, DIAGONAL_VARIANTS, ModelConfig
 from .hooked import HookedRecurrentModule
 from .recurrence import DENSE_METHODS, dense_token_recurrence, diag_recurrence
@@ -248,6 +250,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
 
     def _dense(self, l: int, tokens, x, params) -> torch.Tensor:
         """Dense transitions [B, T, H, H] from x / params (``A[..., i, j]`` maps h_j to h_i)."""
+        check_dense_hook(f"blocks.{l}.hook_transition", *tokens.shape, self.cfg.d_hidden)
         v = self.cfg.variant
         if v == "full":
             if x is None:
