@@ -114,9 +114,11 @@ class ModelConfig:
                                  f"dividing d_hidden={H}")
             _check_int("block_size", self.block_size, 1)
             if H % self.block_size:
-                divisors = [d for d in range(1, H + 1) if H % d == 0]
+                # Listing divisors is O(H): only for sizes that could be real.
+                accepted = f"one of {[d for d in range(1, H + 1) if H % d == 0]}" if H <= 4096 \
+                    else f"a divisor of {H}"
                 raise ValueError(f"block_size={self.block_size} does not divide d_hidden={H}; "
-                                 f"accepted: one of {divisors}")
+                                 f"accepted: {accepted}")
         elif self.block_size is not None:
             raise ValueError(f"block_size={self.block_size!r} given for variant {v!r}; "
                              "block_size applies only to 'block' (accepted here: None)")
