@@ -5,7 +5,7 @@ A checkpoint is a folder::
     model.safetensors   weights (safetensors only: loading never runs code, no pickle anywhere)
     config.json         format_version, model config, task spec, training config, versions, seed,
                         and the SHA-256 of model.safetensors
-    metrics.json        accuracy per length (raw and chance-normalised), train time, steps
+    metrics.json        accuracy per length (raw and chance-normalized), train time, steps
 
 The danger this module guards against is a checkpoint that loads *silently wrong*: a truncated
 copy, a hand-edited config whose hidden size no longer matches the weights, a flipped byte in a
@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.variants import VARIANTS
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -34,10 +36,7 @@ INDEX_FILE = "index.json"
 
 #: Variants ``workbench.models.build_model`` accepts (internals.md). Checked before building so
 #: that a hand-edited variant gets a message naming the accepted forms.
-KNOWN_VARIANTS = (
-    "full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-    "lstm", "gru", "elman", "transformer",
-)
+KNOWN_VARIANTS = VARIANTS
 
 # safetensors dtype names -> bytes per element (the ones torch can produce).
 _ST_ITEMSIZE = {
@@ -365,7 +364,9 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
     ----------
     path : folder to create or overwrite.
     model : a ``workbench.models`` module with a ``cfg`` (ModelConfig) attribute.
-    task_spec : the spec ``make_task`` accepts, e.g. ``"cyclic:5"``.
+    task_spec : the spec ``make_task`` accepts, e.g. ``"cyclic:5"``, or the ``Task`` itself. A
+        user automaton (``automaton:PATH.json``, ``Task.from_automaton``) is stored in
+        ``config.json`` under ``"automaton"``, so loading never needs the file again.
     train_config : JSON-safe training settings (recorded, not interpreted here).
     metrics : JSON-safe metrics (``accuracy`` {length: acc}, ``normalized_accuracy``, ...).
     seed : the training seed (defaults to ``train_config["seed"]``).
@@ -376,6 +377,7 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
 
     path = Path(path)
     cfg = _model_config_of(model)
+    task_spec, automaton = _task_entry(task_spec)
     state = model.state_dict()
     for name, t in state.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
@@ -390,6 +392,8 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
         "versions": package_versions(),
         WEIGHTS_HASH_KEY: sha256_bytes(blob),
     }
+    if automaton is not None:
+        config["automaton"] = automaton
     config[CONFIG_HASH_KEY] = config_sha256(config)
     if path.exists() and not path.is_dir():
         raise ValueError(f"cannot save checkpoint: {path} is a file; accepted: a folder path")
@@ -403,8 +407,40 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
     return path
 
 
+def _task_entry(task) -> tuple[str, dict | None]:
+    """(spec, stored automaton or None) of a spec string or Task."""
+    if isinstance(task, str):
+        if not task.strip().startswith("automaton"):
+            return task, None
+        from workbench.tasks import make_task
+
+        task = make_task(task)
+    if not hasattr(task, "automaton_record") or not isinstance(getattr(task, "spec", None), str):
+        raise ValueError(f"task_spec must be a task spec string or a Task, got {type(task).__name__}")
+    return task.spec, task.automaton_record() if task.family == "automaton" else None
+
+
+def task_of_config(config: dict, what: str = "config.json"):
+    """The Task a checkpoint's ``config.json`` describes: its stored automaton if it has one,
+    else ``make_task(config["task"])``."""
+    from workbench.tasks import Task, make_task
+
+    spec = config["task"]
+    try:
+        if "automaton" in config:
+            return Task.from_record(config["automaton"], spec=spec, what=f"{what}: stored automaton")
+        if spec.strip().startswith("automaton"):
+            raise ValueError("an automaton task's checkpoint must store the automaton "
+                             "(key 'automaton' missing)")
+        return make_task(spec)
+    except ValueError as e:
+        raise CheckpointError(f"{what}: bad task spec {spec!r}: {e}") from None
+
+
 def _model_config_of(model):
-    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+    # model_config first: the transformer baseline's .cfg is TransformerLens's own config.
+    cfg = getattr(model, "model_config", None) or getattr(model, "cfg", None) \
+        or getattr(model, "config", None)
     if cfg is None or not hasattr(cfg, "to_dict"):
         raise ValueError("model has no ModelConfig at .cfg (expected a workbench.models module)")
     return cfg
@@ -545,11 +581,7 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
     weights_path = folder / WEIGHTS_FILE
     hashes = _recorded_hashes(config, what, verify_hash and not trust_unhashed)
 
-    from workbench.tasks import make_task
-    try:
-        task = make_task(config["task"])
-    except ValueError as e:
-        raise CheckpointError(f"{what}: bad task spec {config['task']!r}: {e}") from None
+    task = task_of_config(config, what)
 
     from workbench.models import ModelConfig, build_model
     try:
@@ -562,12 +594,15 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
             f"task {config['task']!r} (d_vocab={task.d_vocab}, n_classes={task.n_classes})")
     try:
         with torch.device("meta"):  # shapes only: nothing is allocated
-            wanted = {k: (tuple(v.shape), v.dtype) for k, v in build_model(cfg).state_dict().items()}
+            meta_model = build_model(cfg)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{what}: model config cannot be built: {e}") from None
-
+    wanted_meta = {k: (tuple(v.shape), v.dtype) for k, v in meta_model.state_dict().items()}
     header, _ = read_safetensors_header(weights_path, str(weights_path))
-    _check_header_fits(header, wanted, cfg, weights_path)
+    # A model that converts an earlier tensor layout (upgrade_state_dict) may be given old names;
+    # those are checked after the conversion below (its size is bounded by the memory budget).
+    if getattr(meta_model, "upgrade_state_dict", None) is None or set(header) == set(wanted_meta):
+        _check_header_fits(header, wanted_meta, cfg, weights_path)
 
     expected = hashes.get(WEIGHTS_HASH_KEY) if verify_hash else None
     tensors = load_tensors(weights_path, str(weights_path), expected)
@@ -584,6 +619,33 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
             model = build_model(cfg)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{what}: model config cannot be built: {e}") from None
+    # A model whose tensor layout changed converts checkpoints of its earlier layout here
+    # (the transformer baseline: nn.TransformerEncoderLayer names -> TransformerLens names).
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if upgrade is not None:
+        tensors = upgrade(tensors)
+    wanted = model.state_dict()
+    missing = sorted(set(wanted) - set(tensors))
+    extra = sorted(set(tensors) - set(wanted))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing}")
+        if extra:
+            parts.append(f"unexpected tensors {extra}")
+        raise CheckpointError(
+            f"{weights_path}: {'; '.join(parts)} for variant {cfg.variant!r} "
+            f"(config.json and weights disagree)")
+    for name, ref in wanted.items():
+        t = tensors[name]
+        if tuple(t.shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{weights_path}: tensor {name!r} has shape {list(t.shape)} but the "
+                f"config in config.json (variant={cfg.variant}, d_hidden={cfg.d_hidden}) needs "
+                f"{list(ref.shape)}")
+        if t.dtype != ref.dtype:
+            raise CheckpointError(
+                f"{weights_path}: tensor {name!r} has dtype {t.dtype}, model expects {ref.dtype}")
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model, task

@@ -8,7 +8,7 @@ Two custom autograd functions do the whole time loop in one node of the autograd
   ``positive_diag``: real diagonal; ``complex_diag``, ``rotation``: complex diagonal on the
   pairs of dimensions ``(2n, 2n+1)``).
 
-Both optionally L2-normalise every state, ``h_t = u_t / ||u_t||``.
+Both optionally L2-normalize every state, ``h_t = u_t / ||u_t||``.
 
 Why custom functions: a Python time loop under autograd records ~5 nodes per step and, worse,
 slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backward O(T^2)
@@ -17,7 +17,7 @@ slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backwa
 the gradient of the per-token matrices is accumulated at the end with one GEMM per token.
 
 Layout: time-major ``[T, B, ...]`` and the state as a *row* vector (``h @ A^T``): a ``bmm``
-with column vectors runs ~7x slower on CPU (see ``reference/benchmarks.md``).
+with column vectors runs ~7x slower on CPU (``benchmarks/bench_recurrence.py``).
 
 Methods for the dense recurrence (``method=``):
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 
 # Cost model constants for choose_dense_method, measured on the 2-core CPU of this project
-# (reference/benchmarks.md): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
+# (benchmarks/bench_recurrence.py): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
 _OP_SECONDS = 3.5e-6
 _FLOP_RATE = 6.0e10
 
@@ -102,7 +102,6 @@ def _token_grad_tables(
 
     keys : [N] token per row; X, dU : [N, H]. Returns [V, H, H].
     """
-    H = X.shape[1]
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=n_tokens).tolist()
     return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)
@@ -124,12 +123,13 @@ class _DenseTokenRecurrence(torch.autograd.Function):
     """States of ``u_t = h_{t-1} @ AT[tok_t] (+ C_t)``, ``h_t = u_t (/ ||u_t||)``.
 
     Inputs: AT [V, H, H] (transposed per-token matrices), tokens [T, B] int64, h0 [B, H],
-    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens").
+    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens"), grad_hook
+    (None or ``fn(grad wrt h_t [B, H], t) -> grad``, called at every step of backward).
     Output: states [T, B, H].
     """
 
     @staticmethod
-    def forward(ctx, AT, tokens, h0, C, normalize, method):
+    def forward(ctx, AT, tokens, h0, C, normalize, method, grad_hook=None):
         T, B = tokens.shape
         V, H, _ = AT.shape
         dtype, device = AT.dtype, AT.device
@@ -197,13 +197,19 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             raise ValueError(f"method={method!r}; accepted: 'grouped', 'alltokens'")
         ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
         ctx.shape = (T, B, V, H)
+        ctx.grad_hook = grad_hook
         return states
 
     @staticmethod
-    def _backward_step(g_in, carry, y, n, out):
-        """Gradient wrt u_t written into ``out``; through the normalisation when on."""
+    def _backward_step(g_in, carry, y, n, out, hook=None, t=0):
+        """Gradient wrt u_t written into ``out``; through the normalization when on.
+
+        ``hook(grad wrt h_t, t + 1)`` (per-step backward hooks) sees the total gradient wrt the
+        state and may replace it."""
         if carry is not None:
             g_in = g_in + carry
+        if hook is not None:
+            g_in = hook(g_in, t + 1)
         if y is None:
             out.copy_(g_in)
         else:
@@ -237,7 +243,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S_steps[t] if normalize else None,
                          N_steps[t] if normalize else None,
-                         dU_steps[t] if ctx.has_C else gbuf)
+                         dU_steps[t] if ctx.has_C else gbuf, ctx.grad_hook, t)
                 torch.index_select(g, 0, order_steps[t], out=gs)
                 xt = X_steps[t]
                 for v, s, e in segs[t]:
@@ -249,21 +255,24 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
         else:
             AT, S, h0, N, tokens = ctx.saved_tensors
-            A_cat = AT.transpose(1, 2).reshape(V * H, H)                 # rows v*H+i: A_v[i, :]
+            # carry_b = g_b @ A_{tok_b}: g against every token's matrix at once, then each
+            # sample picks its block (the forward's scheme; two launches per step).
+            A_cols = AT.transpose(1, 2).permute(1, 0, 2).reshape(H, V * H)  # [i, v*H+j] = A_v[i, j]
             idx = tokens.view(T, B, 1, 1).expand(T, B, 1, H)
-            big = torch.zeros(B, V, H, dtype=G.dtype, device=G.device)
+            big = torch.empty(B, V * H, dtype=G.dtype, device=G.device)
+            carry_buf = torch.empty(B, H, dtype=G.dtype, device=G.device)
             carry = None
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S[t] if normalize else None, N[t] if normalize else None,
-                         dU_steps[t])
-                big.zero_()
-                big.scatter_(1, idx[t], g.unsqueeze(1))
-                carry = big.view(B, V * H) @ A_cat
+                         dU_steps[t], ctx.grad_hook, t)
+                torch.mm(g, A_cols, out=big)
+                torch.gather(big.view(B, V, H), 1, idx[t], out=carry_buf.view(B, 1, H))
+                carry = carry_buf
             grad_h0 = carry
             X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
             grad_AT = _token_grad_tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
-        return grad_AT, None, grad_h0, grad_C, None, None
+        return grad_AT, None, grad_h0, grad_C, None, None, None
 
 
 class _DiagRecurrence(torch.autograd.Function):
@@ -271,11 +280,12 @@ class _DiagRecurrence(torch.autograd.Function):
 
     Inputs: P [T, B, H] (real diagonal, or complex diagonal interleaved as
     ``(a_0, b_0, a_1, b_1, ...)`` acting on the pairs ``(h_{2n}, h_{2n+1})``), h0 [B, H],
-    C [T, B, H] or None, normalize (bool), is_complex (bool). Output: states [T, B, H].
+    C [T, B, H] or None, normalize (bool), is_complex (bool), grad_hook (as for the dense
+    recurrence). Output: states [T, B, H].
     """
 
     @staticmethod
-    def forward(ctx, P, h0, C, normalize, is_complex):
+    def forward(ctx, P, h0, C, normalize, is_complex, grad_hook=None):
         T, B, H = P.shape
         S = torch.empty(T, B, H, dtype=P.dtype, device=P.device)
         N = torch.empty(T, B, 1, dtype=P.dtype, device=P.device) if normalize else None
@@ -299,6 +309,7 @@ class _DiagRecurrence(torch.autograd.Function):
             prev = Sv[t]
         ctx.save_for_backward(P, h0, S, N if normalize else None)
         ctx.normalize, ctx.is_complex, ctx.has_C = normalize, is_complex, C is not None
+        ctx.grad_hook = grad_hook
         return S
 
     @staticmethod
@@ -317,6 +328,8 @@ class _DiagRecurrence(torch.autograd.Function):
             dPc = torch.view_as_complex(dP.view(T, B, H // 2, 2))
         for t in range(T - 1, -1, -1):
             g = G[t] if carry is None else G[t] + carry
+            if ctx.grad_hook is not None:
+                g = ctx.grad_hook(g, t + 1)
             if normalize:
                 g = _normalize_backward(g, S[t], N[t])
             if dU is not None:
@@ -330,7 +343,7 @@ class _DiagRecurrence(torch.autograd.Function):
                 prev = S[t - 1] if t > 0 else h0
                 torch.mul(g, prev, out=dP[t])
                 carry = g * P[t]
-        return dP, carry, dU, None, None
+        return dP, carry, dU, None, None, None
 
 
 def dense_token_recurrence(
@@ -340,6 +353,7 @@ def dense_token_recurrence(
     C: torch.Tensor | None = None,
     normalize: bool = False,
     method: str = "auto",
+    grad_hook=None,
 ) -> torch.Tensor:
     """Run ``h_t = norm(h_{t-1} @ AT[tokens_t] + C_t)`` for all steps.
 
@@ -355,9 +369,13 @@ def dense_token_recurrence(
     C : Tensor [T, B, H] or None
         Additive term per step (the ``additive`` flag), or None.
     normalize : bool
-        L2-normalise each state.
+        L2-normalize each state.
     method : {"auto", "grouped", "alltokens"}
         See the module docstring.
+    grad_hook : None or callable ``(grad [B, H], t) -> grad [B, H]``
+        Called in backward at every step t = T..1 with the total gradient wrt the state h_t
+        (before the normalization's backward); what it returns flows on. This is how a fast
+        path fires per-step backward hooks.
 
     Returns
     -------
@@ -368,7 +386,7 @@ def dense_token_recurrence(
         raise ValueError(f"method={method!r}; accepted: {', '.join(map(repr, DENSE_METHODS))}")
     if method == "auto":
         method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1])
-    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method)
+    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method, grad_hook)
 
 
 def diag_recurrence(
@@ -377,6 +395,7 @@ def diag_recurrence(
     C: torch.Tensor | None = None,
     normalize: bool = False,
     is_complex: bool = False,
+    grad_hook=None,
 ) -> torch.Tensor:
     """Run the elementwise recurrence ``h_t = norm(P_t * h_{t-1} + C_t)``.
 
@@ -390,9 +409,10 @@ def diag_recurrence(
     C : Tensor [T, B, H] or None
     normalize : bool
     is_complex : bool
+    grad_hook : None or callable, as for :func:`dense_token_recurrence`.
 
     Returns
     -------
     Tensor [T, B, H]
     """
-    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex))
+    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex), grad_hook)
