@@ -306,7 +306,8 @@ class HookedBilinearRNN(HookedRecurrentModule):
 
     def _dense(self, l: int, tokens, x, params) -> torch.Tensor:
         """Dense transitions [B, T, H, H] from x / params (``A[..., i, j]`` maps h_j to h_i)."""
-        check_dense_hook(f"blocks.{l}.hook_transition", *tokens.shape, self.cfg.d_hidden)
+        B, T = (tokens if tokens is not None else x).shape[:2]
+        check_dense_hook(f"blocks.{l}.hook_transition", B, T, self.cfg.d_hidden)
         v = self.cfg.variant
         if v == "full":
             if x is None:
