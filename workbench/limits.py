@@ -22,6 +22,8 @@ import os
 import re
 import types
 
+from workbench.variants import BASELINE_VARIANTS, BILINEAR_VARIANTS
+
 ENV_VAR = "WORKBENCH_MEMORY_BUDGET"
 DEFAULT_BUDGET = 4 << 30  # 4 GiB: the zoo's largest run needs ~50 MB, so this only stops typos
 
@@ -225,7 +227,8 @@ def model_bytes(cfg) -> int:
     return model_parameter_count(cfg) * FLOAT_BYTES + dense
 
 
-DENSE_FAST_PATH = ("full", "cp", "block", "rotation", "complex_diag", "real_diag")
+#: Bilinear variants whose fast path precomputes dense per-token matrices (positive_diag does not).
+DENSE_FAST_PATH = tuple(v for v in BILINEAR_VARIANTS if v != "positive_diag")
 
 
 def check_model_config(cfg) -> None:
@@ -275,7 +278,7 @@ def forward_bytes(cfg, batch: int, length: int, training: bool = False) -> int:
     if cfg.variant == "transformer":
         n += batch * 4 * length * length * FLOAT_BYTES * max(1, cfg.n_layers)
     if training:
-        n *= 6 if cfg.variant in ("lstm", "gru", "elman", "transformer") else 4
+        n *= 6 if cfg.variant in BASELINE_VARIANTS else 4
     return int(n)
 
 
