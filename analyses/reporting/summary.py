@@ -45,13 +45,11 @@ def analyze_checkpoint(path_or_name: str, lengths=DEFAULT_ACCURACY_LENGTHS,
     """Load a checkpoint (folder or zoo name), measure its accuracy and analyse it.
 
     ``accuracy`` is ``workbench.evaluate`` at ``lengths`` with ``n_sequences`` test sequences
-    each (keys are the lengths as strings); ``accuracy_n_sequences`` records the count.
+    each (keys are the lengths as strings).
     """
     from workbench.checkpoints import load_checkpoint
     from workbench.training import evaluate
 
     model, task = load_checkpoint(path_or_name, trust_unhashed=trust_unhashed)
     accuracy = {str(L): a for L, a in evaluate(model, task, lengths, n_sequences, seed=0).items()}
-    out = analyze_model(model, task, accuracy)
-    out["accuracy_n_sequences"] = n_sequences
-    return out
+    return analyze_model(model, task, accuracy)
