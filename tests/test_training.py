@@ -7,7 +7,7 @@ import torch
 
 from workbench.checkpoints import load_checkpoint
 from workbench.training import (
-    PRESETS, TrainConfig, TrainingDivergedError, default_hidden_size, evaluate, evaluate_preset,
+    PRESETS, TrainConfig, TrainingDivergedError, read_train_state_meta, default_hidden_size, evaluate, evaluate_preset,
     lr_at, normalized_accuracy, parse_lengths, train,
 )
 
@@ -75,7 +75,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     ref = train(cfg, tmp_path / "ref", progress=False)
     with pytest.raises(_Interrupt):
         train(cfg, tmp_path / "int", progress=False, init_fn=_interrupt_after(51))
-    state = json.loads((tmp_path / "int" / ".train_state" / f"lr={cfg.lr[0]:g}" / "state.json").read_text())
+    state = read_train_state_meta(tmp_path / "int" / ".train_state" / f"lr={cfg.lr[0]:g}")
     assert state["step"] == 40  # last periodic save before the interruption
     assert not (tmp_path / "int" / "config.json").exists()
     res = train(cfg, tmp_path / "int", progress=False)

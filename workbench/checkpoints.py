@@ -49,6 +49,21 @@ class CheckpointError(ValueError):
     """A checkpoint folder (or the zoo index) is missing, malformed or inconsistent."""
 
 
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint folder or zoo model of that name (a ``FileNotFoundError`` too)."""
+
+
+#: ``config.json`` key holding the SHA-256 of the rest of ``config.json`` (which includes
+#: ``weights_sha256``): one hash binds the weights to the model config, the task spec and
+#: the normalisation setting, so editing any of them is detected.
+CONFIG_HASH_KEY = "config_sha256"
+WEIGHTS_HASH_KEY = "weights_sha256"
+
+_TORCH_TO_ST = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16",
+                "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+                "bool": "BOOL"}
+
+
 # --------------------------------------------------------------------------------------------
 # atomic writes
 # --------------------------------------------------------------------------------------------
@@ -62,8 +77,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        # mkstemp creates the file 0600; a checkpoint is shared like any file the user writes.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -85,10 +102,51 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the platform allows (no race)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write_bytes` left in ``folder``.
+
+    Only names of the form ``.<file>.<random>.tmp`` are touched. Call it only where no other
+    process is writing into the same folder (training owns its output folder).
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX) and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (non-finite floats are refused)."""
     text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())
+
+
+#: Largest config/metrics/index JSON read (the zoo's largest is ~3 KB).
+MAX_JSON_BYTES = 64 << 20
 
 
 def read_json(path: str | os.PathLike, what: str | None = None) -> Any:
@@ -97,8 +155,14 @@ def read_json(path: str | os.PathLike, what: str | None = None) -> Any:
     what = what or str(path)
     if not path.is_file():
         raise CheckpointError(f"{what}: file not found")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{what}: {size:,} bytes; accepted: a JSON file of at most "
+                              f"{MAX_JSON_BYTES:,} bytes")
     try:
         return json.loads(path.read_text())
+    except RecursionError:
+        raise CheckpointError(f"{what}: malformed JSON (nested too deeply)") from None
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{what}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
@@ -112,6 +176,17 @@ def read_json(path: str | os.PathLike, what: str | None = None) -> Any:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def config_sha256(config: dict) -> str:
+    """SHA-256 of every key of a checkpoint's ``config.json`` except :data:`CONFIG_HASH_KEY`,
+    in canonical JSON (sorted keys, no whitespace), so re-indenting the file does not matter."""
+    body = {k: v for k, v in config.items() if k != CONFIG_HASH_KEY}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"config cannot be hashed ({e})") from None
+    return sha256_bytes(text.encode())
 
 
 def tensors_to_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
@@ -141,24 +216,72 @@ def check_safetensors_bytes(data: bytes, what: str) -> dict[str, dict]:
         raise CheckpointError(
             f"{what}: truncated or garbled (header claims {header_len} bytes, file has {n - 8} "
             "after the length field)")
+    return _parse_header(data[8:8 + header_len], n - 8 - header_len, what)[0]
+
+
+def read_safetensors_header(path: str | os.PathLike, what: str | None = None) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a safetensors file from its header alone (the tensor data is
+    not read), with the same structural checks as :func:`check_safetensors_bytes`."""
+    path = Path(path)
+    what = what or str(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}: file not found")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{what}: truncated ({len(head)} bytes; a safetensors file has at least 8)")
+        header_len = int.from_bytes(head, "little")
+        if header_len > size - 8:
+            raise CheckpointError(
+                f"{what}: truncated or garbled (header claims {header_len} bytes, file has "
+                f"{size - 8} after the length field)")
+        header = f.read(header_len)
+    return _parse_header(header, size - 8 - header_len, what)
+
+
+def read_safetensors_metadata(path: str | os.PathLike, what: str | None = None) -> dict[str, str]:
+    """The ``__metadata__`` mapping of a safetensors file (header only)."""
+    return read_safetensors_header(path, what)[1]
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _parse_header(raw: bytes, body: int, what: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """Check a safetensors JSON header against a data section of ``body`` bytes."""
     try:
-        header = json.loads(data[8:8 + header_len])
+        header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{what}: garbled header (not valid JSON)") from None
+    except RecursionError:
+        raise CheckpointError(f"{what}: garbled header (nested too deeply)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{what}: garbled header (not a JSON object)")
-    body = n - 8 - header_len
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise CheckpointError(f"{what}: garbled header (__metadata__ must map strings to strings)")
     spans = []
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{what}: garbled header entry for tensor {name!r}") from None
-        if dtype not in _ST_ITEMSIZE:
-            raise CheckpointError(f"{what}: tensor {name!r} has unknown dtype {dtype!r}")
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{what}: garbled header entry for tensor {name!r} (not an object)")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in _ST_ITEMSIZE:
+            raise CheckpointError(f"{what}: tensor {name!r} has unknown dtype {dtype!r}; accepted: "
+                                  f"{', '.join(_ST_ITEMSIZE)}")
+        if not isinstance(shape, list) or len(shape) > 64 or not all(_is_count(d) for d in shape):
+            raise CheckpointError(f"{what}: tensor {name!r} has a garbled shape {shape!r} (expected "
+                                  "a list of non-negative integers)")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets) \
+                or offsets[0] > offsets[1]:
+            raise CheckpointError(f"{what}: tensor {name!r} has garbled data_offsets {offsets!r} "
+                                  "(expected [begin, end], integers with 0 <= begin <= end)")
+        begin, end = offsets
         expected = math.prod(shape) * _ST_ITEMSIZE[dtype]
         if end - begin != expected:
             raise CheckpointError(
@@ -179,7 +302,7 @@ def check_safetensors_bytes(data: bytes, what: str) -> dict[str, dict]:
     if pos != body:
         raise CheckpointError(
             f"{what}: {body - pos} unexpected trailing bytes after the tensor data (garbled)")
-    return out
+    return out, metadata
 
 
 def load_tensors(path: str | os.PathLike, what: str | None = None,
@@ -267,11 +390,15 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
         "training": _json_safe(train_config),
         "seed": seed if seed is not None else train_config.get("seed"),
         "versions": package_versions(),
-        "weights_sha256": sha256_bytes(blob),
+        WEIGHTS_HASH_KEY: sha256_bytes(blob),
     }
     if automaton is not None:
         config["automaton"] = automaton
+    config[CONFIG_HASH_KEY] = config_sha256(config)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"cannot save checkpoint: {path} is a file; accepted: a folder path")
     path.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     # Order matters: weights, metrics, then config (which carries the weights' hash). A crash
     # before config.json is replaced leaves a hash mismatch that load_checkpoint reports.
     atomic_write_bytes(path / WEIGHTS_FILE, blob)
@@ -349,7 +476,8 @@ def read_index(root: str | os.PathLike | None = None) -> dict[str, dict]:
 def resolve_checkpoint(path_or_name: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """A checkpoint folder from a path or a zoo name (``checkpoints/index.json``).
 
-    Raises ``FileNotFoundError`` naming both interpretations when neither exists.
+    Raises :class:`CheckpointNotFoundError` (a ``FileNotFoundError`` and a ``CheckpointError``)
+    naming both interpretations when neither exists.
     """
     p = Path(path_or_name)
     if p.is_dir():
@@ -366,12 +494,12 @@ def resolve_checkpoint(path_or_name: str | os.PathLike, root: str | os.PathLike 
             raise CheckpointError(f"zoo index entry {name!r} has no 'folder'")
         full = root / folder
         if not full.is_dir():
-            raise FileNotFoundError(f"zoo model {name!r} points to {full}, which does not exist "
+            raise CheckpointNotFoundError(f"zoo model {name!r} points to {full}, which does not exist "
                                     "(rebuild with `python -m workbench zoo build`)")
         return full
     hint = f"; zoo names: {', '.join(sorted(index)[:5])}{', ...' if len(index) > 5 else ''}" \
         if index else " (the zoo index is empty)"
-    raise FileNotFoundError(f"no checkpoint folder or zoo model named {name!r}{hint}")
+    raise CheckpointNotFoundError(f"no checkpoint folder or zoo model named {name!r}{hint}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,14 +544,17 @@ def read_metrics(folder: str | os.PathLike) -> dict:
 
 
 def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True,
-                    root: str | os.PathLike | None = None):
+                    trust_unhashed: bool = False, root: str | os.PathLike | None = None):
     """Load a checkpoint folder or zoo model, validating everything.
 
     Parameters
     ----------
     path_or_name : a checkpoint folder, or a name listed in ``checkpoints/index.json``.
-    verify_hash : compare ``model.safetensors`` with the SHA-256 in ``config.json``. Turn off
-        only for weights edited on purpose.
+    verify_hash : compare ``model.safetensors`` with ``weights_sha256`` and ``config.json`` with
+        ``config_sha256``. Turn off only for weights or configs edited on purpose.
+    trust_unhashed : accept a checkpoint that lacks one of the two hashes (a hand-made folder);
+        hashes that are present are still checked. Without it a missing hash is an error:
+        deleting the hash must not switch the integrity check off.
     root : zoo folder for name resolution (default :func:`zoo_root`).
 
     Returns
@@ -432,10 +563,14 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
 
     Raises
     ------
-    FileNotFoundError : no such folder or zoo name.
+    CheckpointNotFoundError (FileNotFoundError) : no such folder or zoo name.
     CheckpointError (ValueError) : missing files, malformed JSON, newer format, unknown variant,
-        task/config mismatch, truncated or garbled weights, missing/extra tensors, shape or dtype
-        mismatch, non-finite weights.
+        missing hash, task/config mismatch, sizes above the memory budget, truncated or garbled
+        weights, missing/extra tensors, shape or dtype mismatch, non-finite weights, weights or
+        config changed after saving.
+
+    The weights' header is compared with the config before any model is built, so a config
+    declaring a huge hidden size next to small weights is refused without allocating.
     """
     import torch
 
@@ -443,6 +578,8 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
     config = read_config(folder)
     read_metrics(folder)  # malformed metrics are an error too: the zoo tables read them
     what = str(folder / CONFIG_FILE)
+    weights_path = folder / WEIGHTS_FILE
+    hashes = _recorded_hashes(config, what, verify_hash and not trust_unhashed)
 
     task = task_of_config(config, what)
 
@@ -456,13 +593,32 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
             f"{what}: model config (d_vocab={cfg.d_vocab}, n_classes={cfg.n_classes}) does not fit "
             f"task {config['task']!r} (d_vocab={task.d_vocab}, n_classes={task.n_classes})")
     try:
-        with torch.random.fork_rng():  # building draws an init we overwrite; keep caller's RNG
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            meta_model = build_model(cfg)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{what}: model config cannot be built: {e}") from None
+    wanted_meta = {k: (tuple(v.shape), v.dtype) for k, v in meta_model.state_dict().items()}
+    header, _ = read_safetensors_header(weights_path, str(weights_path))
+    # A model that converts an earlier tensor layout (upgrade_state_dict) may be given old names;
+    # those are checked after the conversion below (its size is bounded by the memory budget).
+    if getattr(meta_model, "upgrade_state_dict", None) is None or set(header) == set(wanted_meta):
+        _check_header_fits(header, wanted_meta, cfg, weights_path)
+
+    expected = hashes.get(WEIGHTS_HASH_KEY) if verify_hash else None
+    tensors = load_tensors(weights_path, str(weights_path), expected)
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{weights_path}: tensor {name!r} has NaN/inf values")
+    if verify_hash and CONFIG_HASH_KEY in hashes and config_sha256(config) != hashes[CONFIG_HASH_KEY]:
+        raise CheckpointError(
+            f"{what}: contents do not match the SHA-256 recorded in its '{CONFIG_HASH_KEY}' (the "
+            "model config, task or another field was changed after saving); accepted: the file as "
+            "saved, or load_checkpoint(..., verify_hash=False) for a deliberate edit")
+    try:
+        with torch.random.fork_rng(devices=[]):  # building draws an init we overwrite; keep caller's RNG
             model = build_model(cfg)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{what}: model config cannot be built: {e}") from None
-
-    expected_hash = config.get("weights_sha256") if verify_hash else None
-    tensors = load_tensors(folder / WEIGHTS_FILE, str(folder / WEIGHTS_FILE), expected_hash)
     # A model whose tensor layout changed converts checkpoints of its earlier layout here
     # (the transformer baseline: nn.TransformerEncoderLayer names -> TransformerLens names).
     upgrade = getattr(model, "upgrade_state_dict", None)
@@ -478,20 +634,63 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
         if extra:
             parts.append(f"unexpected tensors {extra}")
         raise CheckpointError(
-            f"{folder / WEIGHTS_FILE}: {'; '.join(parts)} for variant {cfg.variant!r} "
+            f"{weights_path}: {'; '.join(parts)} for variant {cfg.variant!r} "
             f"(config.json and weights disagree)")
     for name, ref in wanted.items():
         t = tensors[name]
         if tuple(t.shape) != tuple(ref.shape):
             raise CheckpointError(
-                f"{folder / WEIGHTS_FILE}: tensor {name!r} has shape {list(t.shape)} but the "
+                f"{weights_path}: tensor {name!r} has shape {list(t.shape)} but the "
                 f"config in config.json (variant={cfg.variant}, d_hidden={cfg.d_hidden}) needs "
                 f"{list(ref.shape)}")
         if t.dtype != ref.dtype:
             raise CheckpointError(
-                f"{folder / WEIGHTS_FILE}: tensor {name!r} has dtype {t.dtype}, model expects {ref.dtype}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise CheckpointError(f"{folder / WEIGHTS_FILE}: tensor {name!r} has NaN/inf values")
+                f"{weights_path}: tensor {name!r} has dtype {t.dtype}, model expects {ref.dtype}")
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model, task
+
+
+def _recorded_hashes(config: dict, what: str, required: bool) -> dict[str, str]:
+    """The two hashes of ``config.json``, type-checked; a missing one is an error if ``required``."""
+    out = {}
+    for key in (WEIGHTS_HASH_KEY, CONFIG_HASH_KEY):
+        v = config.get(key)
+        if v is None:
+            if required:
+                raise CheckpointError(
+                    f"{what}: no '{key}' (every checkpoint save_checkpoint writes has one, so a "
+                    "missing hash means the file was edited or hand-made); accepted: a checkpoint "
+                    "with its hashes, or --trust-unhashed (trust_unhashed=True) for a hand-made "
+                    "folder you trust")
+            continue
+        if not isinstance(v, str) or len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+            raise CheckpointError(f"{what}: '{key}' is not a SHA-256 hex digest (got {v!r})")
+        out[key] = v
+    return out
+
+
+def _check_header_fits(header: dict, wanted: dict, cfg, weights_path: Path) -> None:
+    """Names, shapes and dtypes in the weights' header against the model the config builds."""
+    missing = sorted(set(wanted) - set(header))
+    extra = sorted(set(header) - set(wanted))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing tensors {missing[:10]}")
+        if extra:
+            parts.append(f"unexpected tensors {extra[:10]}")
+        raise CheckpointError(
+            f"{weights_path}: {'; '.join(parts)} for variant {cfg.variant!r} "
+            f"(config.json and weights disagree)")
+    for name, (shape, dtype) in wanted.items():
+        info = header[name]
+        if tuple(info["shape"]) != shape:
+            raise CheckpointError(
+                f"{weights_path}: tensor {name!r} has shape {info['shape']} but the "
+                f"config in config.json (variant={cfg.variant}, d_hidden={cfg.d_hidden}) needs "
+                f"{list(shape)}")
+        want = _TORCH_TO_ST.get(str(dtype).replace("torch.", ""))
+        if info["dtype"] != want:
+            raise CheckpointError(
+                f"{weights_path}: tensor {name!r} has dtype {info['dtype']}, model expects {want} ({dtype})")

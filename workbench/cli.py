@@ -59,6 +59,57 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63-1], got {text!r}") from None
+    if not 0 <= v <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63-1], got {text!r}")
+    return v
+
+
+def _state_noise(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 100), got {text!r}") from None
+    if not 0 <= v < 100:  # also false for nan
+        raise argparse.ArgumentTypeError(f"expected a finite number in [0, 100), got {text!r}")
+    return v
+
+
+def _memory_budget(text: str) -> int:
+    from workbench.limits import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _task_spec(text: str) -> str:
+    """Parse-time task check: the spec exists and has something to learn."""
+    from workbench.tasks import make_task
+    from workbench.training import check_trainable
+
+    try:
+        check_trainable(make_task(text))
+    except ValueError as e:
+        first = str(e).splitlines()[0]
+        raise argparse.ArgumentTypeError(f"{first} (accepted specs: `python -m workbench train --help`)") from None
+    return text
+
+
+def _out_folder(text: str) -> str:
+    from pathlib import Path
+
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; accepted: a folder (new, or one written "
+                                         "by a previous run of the same command)")
+    return text
+
+
 def _length_range(text: str):
     from workbench.training import parse_lengths  # noqa: F401  (torch: only when used)
     try:
@@ -76,18 +127,37 @@ def _device(text: str) -> str:
 
 
 _DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA when present; default %(default)s)"
+#: Python field names (in ValueErrors from the library) -> the option that sets them.
+OPTION_OF_FIELD = {
+    "d_hidden": "--hidden", "rank": "--rank", "block_size": "--block-size", "n_layers": "--layers",
+    "steps": "--steps", "batch_size": "--batch", "seed": "--seed", "train_lengths": "--train-lengths",
+    "eval_lengths": "--eval-lengths", "state_noise": "--state-noise", "lengths": "--lengths",
+    "n_sequences": "--n", "lr": "--lr", "weight_decay": "--weight-decay", "out": "--out",
+}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an unexpected error")
+    c.add_argument("--memory-budget", type=_memory_budget, default=None, metavar="BYTES",
+                   help="largest allocation a size may imply, e.g. 16GiB (default: "
+                   "$WORKBENCH_MEMORY_BUDGET or 4GiB)")
+    return c
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m workbench",
                 description="Bilinear-RNN interpretability workbench: train, evaluate, analyse.")
+    common = [_common_options()]
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    t = sub.add_parser("train", help="train a model and write a checkpoint folder",
+    t = sub.add_parser("train", parents=common, help="train a model and write a checkpoint folder",
                        description="Train with the default recipe (Adam, cosine decay, final-step "
                        "loss, normalized states, early stop when every step up to length 50 and then 1,000 is solved).")
-    t.add_argument("--task", required=True, help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
+    t.add_argument("--task", required=True, type=_task_spec,
+                   help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
     t.add_argument("--variant", default="full", choices=VARIANTS)
     t.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default: rule from #states)")
     t.add_argument("--rank", type=_positive_int, default=None, help="cp rank (default 2*hidden)")
@@ -100,50 +170,60 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate(s): 1e-2 (default) or a grid 1e-2,3e-2 tried in order")
     t.add_argument("--weight-decay", type=_nonneg_float_list, default=None,
                    help="AdamW weight decay: one value, or one per learning rate (default 0)")
-    t.add_argument("--state-noise", type=float, default=0.0,
+    t.add_argument("--state-noise", type=_state_noise, default=0.0,
                    help="relative Gaussian noise added to every state in training (default 0)")
     t.add_argument("--batch", type=_positive_int, default=64)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--train-lengths", type=_length_range, default=None, help="LO-HI (default 2-10, or the preset's)")
     t.add_argument("--loss", choices=("final", "per_step"), default="final",
                    help="final: last step only (default; per_step fitted length 50 but not 500)")
     t.add_argument("--preset", choices=("paper", "deletang"), default="paper")
     t.add_argument("--eval-lengths", type=_int_list, default=[10, 50, 500])
     t.add_argument("--no-early-stop", action="store_true")
-    t.add_argument("--out", default=None, help="checkpoint folder (default runs/TASK-VARIANT-sSEED)")
+    t.add_argument("--out", type=_out_folder, default=None,
+                   help="checkpoint folder (default runs/TASK-VARIANT-sSEED)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a finished checkpoint of another task or variant in --out")
     t.add_argument("--threads", type=_positive_int, default=1)
     t.add_argument("--device", type=_device, default="auto", help=_DEVICE_HELP)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="accuracy per length, raw and chance-normalized")
+    e = sub.add_parser("eval", parents=common, help="accuracy per length, raw and chance-normalized")
     e.add_argument("checkpoint", help="checkpoint folder or zoo name")
     e.add_argument("--lengths", type=_int_list, default=None, help="e.g. 10,100,500 (default: the preset's)")
     e.add_argument("--preset", choices=("paper", "deletang"), default=None,
                    help="paper: length 500; deletang: mean over lengths 41-500")
     e.add_argument("--stride", type=_positive_int, default=1, help="deletang: every k-th length only")
     e.add_argument("--n", type=_positive_int, default=512, help="sequences per length")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--json", action="store_true")
     e.add_argument("--device", type=_device, default="auto", help=_DEVICE_HELP)
+    e.add_argument("--trust-unhashed", action="store_true",
+                   help="accept a hand-made checkpoint without weights/config hashes")
     e.set_defaults(func=cmd_eval)
 
-    a = sub.add_parser("analyze", help="analyses of one model as JSON")
+    a = sub.add_parser("analyze", parents=common, help="analyses of one model as JSON")
     a.add_argument("checkpoint")
     a.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     a.add_argument("--device", type=_device, default="cpu",
                    help="where the model's forward passes run: cpu (default: the analyses are "
                         "small numpy linear algebra), cuda, cuda:N or auto")
+    a.add_argument("--lengths", type=_int_list, default=[10, 100, 500],
+                   help="lengths at which accuracy is measured (default 10,100,500)")
+    a.add_argument("--n", type=_positive_int, default=256, help="sequences per length (default 256)")
+    a.add_argument("--trust-unhashed", action="store_true",
+                   help="accept a hand-made checkpoint without weights/config hashes")
     a.set_defaults(func=cmd_analyze)
 
-    r = sub.add_parser("report", help="build the HTML report from the shipped zoo")
+    r = sub.add_parser("report", parents=common, help="build the HTML report from the shipped zoo")
     r.add_argument("--out", default="reports/")
     r.set_defaults(func=cmd_report)
 
     z = sub.add_parser("zoo", help="build or list the model zoo")
     zsub = z.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", parser_class=_Parser)
     zsub.required = True
-    zb = zsub.add_parser("build", help="train every run of the plan not yet finished, then write tables")
+    zb = zsub.add_parser("build", parents=common, help="train every run of the plan not yet finished, then write tables")
     zb.add_argument("--jobs", type=_positive_int, default=2, help="parallel processes (one thread each)")
     zb.add_argument("--only", default=None, help="glob over run names, e.g. 'cyclic5_*' (comma-separated)")
     zb.add_argument("--root", default=None, help="zoo folder (default checkpoints/)")
@@ -156,16 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     zb.add_argument("--address", default=None,
                     help="Ray cluster address (e.g. 10.0.0.1:6379 or auto); only with --backend ray")
     zb.set_defaults(func=cmd_zoo_build)
-    zl = zsub.add_parser("list", help="list the runs of the plan and their status")
+    zl = zsub.add_parser("list", parents=common, help="list the runs of the plan and their status")
     zl.add_argument("--root", default=None)
     zl.add_argument("--only", default=None)
     zl.set_defaults(func=cmd_zoo_list)
-    zt = zsub.add_parser("tables", help="rewrite results.csv/results.md/index.json from finished runs")
+    zt = zsub.add_parser("tables", parents=common, help="rewrite results.csv/results.md/index.json from finished runs")
     zt.add_argument("--root", default=None)
     zt.set_defaults(func=cmd_zoo_tables)
 
-    d = sub.add_parser("demo", help="train a tiny model on cyclic:5 and show what its states do")
-    d.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("demo", parents=common, help="train a tiny model on cyclic:5 and show what its states do")
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
     return p
@@ -193,7 +273,7 @@ def cmd_train(args) -> int:
         eval_lengths=tuple(args.eval_lengths), early_stop=not args.no_early_stop,
         device=args.device)
     out = args.out or f"runs/{args.task.replace(':', '').replace('/', '_')}-{args.variant}-s{args.seed}"
-    res = train(cfg, out, progress=not args.no_progress, threads=args.threads)
+    res = train(cfg, out, progress=not args.no_progress, threads=args.threads, overwrite=args.overwrite)
     state = "reused finished checkpoint" if res.reused else ("resumed" if res.resumed else "trained")
     print(f"{state}: {out}  lr={res.lr:g} steps={res.steps} time={res.train_time_s:.1f}s "
           f"solved(validation)={res.solved}")
@@ -216,16 +296,16 @@ def cmd_eval(args) -> int:
     from workbench.devices import resolve_device
 
     device = resolve_device(args.device)
-    model, task = load_checkpoint(args.checkpoint)
+    model, task = load_checkpoint(args.checkpoint, trust_unhashed=args.trust_unhashed)
     model.to(device)
     if args.preset and args.lengths:
         raise ValueError("give either --lengths or --preset, not both")
     if args.preset:
         sc = evaluate_preset(model, task, args.preset, stride=args.stride, n_sequences=args.n, seed=args.seed)
         if args.json:
-            print(json.dumps({"task": task.spec, "preset": sc.preset, "stride": sc.stride,
-                              "score": sc.score, "normalized_score": sc.normalized_score,
-                              "accuracy": {str(k): v for k, v in sc.accuracy.items()}}))
+            print(strict_json({"task": task.spec, "preset": sc.preset, "stride": sc.stride,
+                               "score": sc.score, "normalized_score": sc.normalized_score,
+                               "accuracy": {str(k): v for k, v in sc.accuracy.items()}}))
             return 0
         if args.preset == "paper":
             _print_table(sc.accuracy, sc.normalized, f"{task.spec}  preset=paper (length 500)")
@@ -238,9 +318,9 @@ def cmd_eval(args) -> int:
     acc = evaluate(model, task, lengths, args.n, args.seed)
     norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
     if args.json:
-        print(json.dumps({"task": task.spec, "chance": task.chance,
-                          "accuracy": {str(k): v for k, v in acc.items()},
-                          "normalized_accuracy": {str(k): v for k, v in norm.items()}}))
+        print(strict_json({"task": task.spec, "chance": task.chance,
+                           "accuracy": {str(k): v for k, v in acc.items()},
+                           "normalized_accuracy": {str(k): v for k, v in norm.items()}}))
     else:
         _print_table(acc, norm, f"{task.spec}  variant={model.cfg.variant}  chance={task.chance:.4f}")
     return 0
@@ -272,16 +352,32 @@ def cmd_analyze(args) -> int:
     device = resolve_device(args.device)
     folder = resolve_checkpoint(args.checkpoint)
     read_config(folder)  # fail fast with the checkpoint's own message
-    print(json.dumps(fn(str(folder), device=device), indent=2, default=_json_default))
+    result = fn(str(folder), lengths=args.lengths, n_sequences=args.n,
+                trust_unhashed=args.trust_unhashed, device=device)
+    print(strict_json(result, indent=2))
     return 0
 
 
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def _json_ready(o):
+    """Numpy/torch scalars and arrays as Python values; NaN and +-inf as None (JSON null)."""
+    if isinstance(o, dict):
+        return {str(k): _json_ready(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_ready(v) for v in o]
+    if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):
+        return _json_ready(o.tolist())
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        return _json_ready(o.item())
+    if isinstance(o, float) and o != o or o in (float("inf"), float("-inf")):
+        return None
+    if isinstance(o, (str, int, float, bool)) or o is None:
+        return o
+    return str(o)
+
+
+def strict_json(obj, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259): non-finite floats become null, so every parser accepts it."""
+    return json.dumps(_json_ready(obj), indent=indent, allow_nan=False)
 
 
 def cmd_report(args) -> int:
@@ -332,25 +428,56 @@ def cmd_demo(args) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code.
+
+    0 success; 2 bad input (``ValueError``, which includes ``CheckpointError`` and the memory
+    budget's ``LimitError``; argparse errors), one line on stderr naming the option, the value
+    and what is accepted; 1 anything else, one line and a hint to rerun with ``--debug``, which
+    shows the traceback; 130 interrupted.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad argument (2), already reported
+        return e.code if isinstance(e.code, int) else 2
+    debug = bool(getattr(args, "debug", False))
     try:
         import torch  # noqa: F401  (after parsing: --help never pays for it)
 
         from workbench.cpu_memory import retain_freed_memory
+        from workbench.limits import memory_budget_set
+
         retain_freed_memory()
         torch.set_num_threads(getattr(args, "threads", 1) or 1)
-        return int(args.func(args) or 0)
+        with memory_budget_set(getattr(args, "memory_budget", None)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted (training state is saved every 500 steps; rerun to resume)\n")
         return 130
     except BrokenPipeError:
         return 0
-    except (_UserError, ValueError, OSError, RuntimeError) as e:
-        # One line, no traceback: the message names the bad value (CheckpointError is a
-        # ValueError). Other RuntimeErrors are bugs and keep their traceback.
-        if isinstance(e, RuntimeError) and type(e).__name__ != "TrainingDivergedError":
+    except (_UserError, ValueError) as e:
+        if debug:
             raise
-        msg = " ".join(str(e).split())
-        sys.stderr.write(f"error: {msg}\n")
+        sys.stderr.write(f"error: {_one_line(_user_message(e))}\n")
         return 2
+    except Exception as e:  # noqa: BLE001  the top-level guard: one line, never a traceback
+        if debug:
+            raise
+        sys.stderr.write(f"error: unexpected {type(e).__name__}: {_one_line(str(e))[:500]} "
+                         "(rerun with --debug for the traceback)\n")
+        return 1
+
+
+def _user_message(e: Exception) -> str:
+    """The error's message, with a library field name replaced by its command-line option."""
+    from workbench.limits import LimitError
+
+    if isinstance(e, LimitError):
+        return e.render(OPTION_OF_FIELD.get(e.field, e.field))
+    return str(e)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())

@@ -52,9 +52,10 @@ import torch
 
 from workbench.cpu_memory import retain_freed_memory
 from workbench.devices import check_device_spec, model_device, resolve_device
+from workbench import limits
 from workbench.checkpoints import (
-    CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
-    save_checkpoint, sha256_bytes, tensors_to_bytes,
+    CheckpointError, atomic_write_bytes, load_tensors, read_safetensors_metadata,
+    remove_stale_temporaries, save_checkpoint, tensors_to_bytes,
 )
 from workbench.variants import BASELINE_VARIANTS, BILINEAR_VARIANTS, STRUCTURED_VARIANTS
 
@@ -63,7 +64,12 @@ from workbench.variants import BASELINE_VARIANTS, BILINEAR_VARIANTS, STRUCTURED_
 #: the test sequences.
 VALIDATION_SEED = 9001
 TRAIN_STATE_DIR = ".train_state"
-TRAIN_STATE_VERSION = 1
+TRAIN_STATE_FILE = "state.safetensors"
+#: 2: one file (tensors + metadata); version 1 was a tensors/JSON pair that a kill between the
+#: two writes left unusable.
+TRAIN_STATE_VERSION = 2
+#: Step cap accepted by TrainConfig (a typo guard: the zoo's longest run is 10,000 steps).
+MAX_STEPS = 10**8
 
 #: How validation sets are scored (see ``TrainConfig.val_mode``).
 VAL_MODES = ("every_step", "final")
@@ -209,8 +215,13 @@ class TrainConfig:
                      "val_sequences", "long_val_length", "long_val_sequences", "eval_sequences",
                      "solved_checks", "n_layers"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        limits.check_int("steps", self.steps, 1, MAX_STEPS)
+        limits.check_seed("seed", self.seed)
+        limits.check_number("state_noise", self.state_noise, 0.0, 100.0)
+        if not self.eval_lengths or any(L < 1 for L in self.eval_lengths):
+            raise ValueError(f"eval_lengths must be positive integers, got {self.eval_lengths}")
         if self.loss not in ("per_step", "final"):
             raise ValueError(f"loss must be 'per_step' or 'final', got {self.loss!r}")
         if self.val_mode not in VAL_MODES:
@@ -334,11 +345,14 @@ def model_config_for(cfg: TrainConfig, task):
 # evaluation
 # ---------------------------------------------------------------------------------------------
 
-def _final_accuracy(model, batch, chunk: int) -> float:
+def _final_accuracy(model, batch, chunk: int, task_classes: int) -> float:
     correct = 0
     n = batch.tokens.shape[0]
     for i in range(0, n, chunk):
         logits = model(batch.tokens[i:i + chunk])
+        if logits.shape[-1] != task_classes:
+            raise ValueError(f"model predicts {logits.shape[-1]} classes, the task has {task_classes}; "
+                             "accepted: a model for this task")
         correct += int((logits[:, -1].argmax(-1) == batch.labels[i:i + chunk, -1]).sum())
     return correct / n
 
@@ -362,9 +376,11 @@ def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
     -------
     dict {length: accuracy in [0, 1]}.
     """
-    lengths = [int(L) for L in lengths]
-    if any(L < 1 for L in lengths):
-        raise ValueError(f"lengths must be positive, got {lengths}")
+    lengths = [limits.check_int("lengths", L, 1) for L in lengths]
+    n_sequences = limits.check_int("n_sequences", n_sequences, 1)
+    check_model_fits_task(model, task)
+    for L in lengths:
+        check_eval_sizes(getattr(model, "cfg", None), task, L, n_sequences)
     device = model_device(model)
     was_training = model.training
     model.eval()
@@ -375,10 +391,23 @@ def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
                 Lv = task.valid_length(L)
                 c = chunk or max(1, min(n_sequences, (1 << 17) // max(Lv, 1)))
                 batch = task.eval_set(Lv, n_sequences, seed).to(device)
-                out[L] = _final_accuracy(model, batch, c)
+                out[L] = _final_accuracy(model, batch, c, task.n_classes)
     finally:
         model.train(was_training)
     return out
+
+
+def check_model_fits_task(model, task) -> None:
+    """``model`` reads the task's tokens and predicts its classes (else ValueError naming both)."""
+    cfg = getattr(model, "cfg", None)
+    V, C = getattr(cfg, "d_vocab", None), getattr(cfg, "n_classes", None)
+    if V is None or C is None:
+        return  # a plain module: its logits' class axis is checked on the first batch instead
+    if V != task.d_vocab or C != task.n_classes:
+        raise ValueError(
+            f"model (d_vocab={V}, n_classes={C}) does not fit task {task.spec!r} "
+            f"(d_vocab={task.d_vocab}, n_classes={task.n_classes}); accepted: the task the model "
+            "was trained on, or one with the same vocabulary and classes")
 
 
 def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = "every_step",
@@ -548,6 +577,14 @@ def _restore_state(tensors: dict, model, opt, gen: torch.Generator) -> None:
     sd = opt.state_dict()
     if set(state) - set(range(len(params))):
         raise CheckpointError("training state has optimizer entries for unknown parameters")
+    for i, entry in state.items():
+        for name, v in entry.items():
+            want = () if name == "step" else tuple(params[i].shape)
+            if tuple(v.shape) != want or not v.is_floating_point() or not bool(torch.isfinite(v).all()):
+                raise CheckpointError(f"optimizer entry optim.{i}.{name} has shape {list(v.shape)}, "
+                                      f"dtype {v.dtype} (needs finite floats of shape {list(want)})")
+    if not _all_finite(model):
+        raise CheckpointError("training state has NaN/inf model weights")
     sd["state"] = state
     opt.load_state_dict(sd)
     gen.set_state(tensors["rng.sampler"].clone())
@@ -570,35 +607,101 @@ def _all_finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+#: Keys and types of a training state's metadata (checked before anything is restored).
+_META_TYPES = {"step": int, "consecutive": int, "last_long": int, "elapsed": (int, float),
+               "rollbacks": int, "lr_scale": (int, float), "loss_ema": (int, float),
+               "acc_ema": (int, float), "val_acc": (int, float), "long_acc": (int, float, type(None)),
+               "solved": bool, "stopped": bool}
+
+
+def _tensor_digest(tensors: dict) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes (independent of the file's layout)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def read_train_state_meta(state_dir: str | Path) -> dict:
+    """The metadata (step, counters, fingerprint) of the training state in ``state_dir``."""
+    path = Path(state_dir) / TRAIN_STATE_FILE
+    raw = read_safetensors_metadata(path, str(path)).get("workbench_train_state")
+    if raw is None:
+        raise CheckpointError(f"{path}: no training-state metadata in the file")
+    return json.loads(raw)
+
+
 class _TrainState:
-    """Reads/writes ``<state_dir>/state.safetensors`` + ``state.json`` atomically."""
+    """The resumable training state: one file, ``<state_dir>/state.safetensors``.
+
+    Tensors (model, optimiser, RNG) and the JSON metadata (step, counters, a digest of the
+    tensors, the config fingerprint) live in one safetensors file written atomically, so a
+    kill at any point leaves either the previous complete state or the new one, never a
+    mismatched pair.
+    """
 
     def __init__(self, state_dir: Path, fingerprint: str):
         self.dir = state_dir
+        self.path = state_dir / TRAIN_STATE_FILE
         self.fingerprint = fingerprint
 
     def save(self, model, opt, gen, meta: dict) -> None:
-        blob = tensors_to_bytes(_flatten_state(model, opt, gen, meta["step"]))
-        atomic_write_bytes(self.dir / "state.safetensors", blob)
-        atomic_write_json(self.dir / "state.json", {
-            "version": TRAIN_STATE_VERSION, "fingerprint": self.fingerprint,
-            "sha256": sha256_bytes(blob), **meta})
+        tensors = _flatten_state(model, opt, gen, meta["step"])
+        record = {"version": TRAIN_STATE_VERSION, "fingerprint": self.fingerprint,
+                  "digest": _tensor_digest(tensors), **meta}
+        # Non-finite EMAs (before the first step) are stored as null: the file is strict JSON.
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        blob = tensors_to_bytes(tensors, metadata={"workbench_train_state": json.dumps(record, allow_nan=False)})
+        atomic_write_bytes(self.path, blob)
 
     def load(self):
-        """``(tensors, meta)`` or None when there is no usable state (a warning says why)."""
-        js = self.dir / "state.json"
-        if not js.exists():
+        """``(tensors, meta)``, or None when there is no usable state (a warning names the file
+        and says why; the caller then starts from scratch)."""
+        if not self.path.exists():
+            if (self.dir / "state.json").exists():
+                self._ignore(self.dir / "state.json", "it was written by an older workbench (two-file layout)")
             return None
         try:
-            meta = read_json(js)
-            if meta.get("version") != TRAIN_STATE_VERSION or meta.get("fingerprint") != self.fingerprint:
-                raise CheckpointError("it was written for a different training config")
-            tensors = load_tensors(self.dir / "state.safetensors", expected_sha256=meta.get("sha256"))
+            meta = self._read_meta()
+            tensors = load_tensors(self.path, str(self.path))
+            if _tensor_digest(tensors) != meta["digest"]:
+                raise CheckpointError("its tensors do not match the digest recorded with them (corrupted)")
         except CheckpointError as e:
-            import warnings
-            warnings.warn(f"ignoring training state in {self.dir}: {e}; starting from scratch", stacklevel=2)
+            self._ignore(self.path, str(e))
             return None
+        for k in ("loss_ema", "acc_ema"):
+            if meta[k] is None:
+                meta[k] = float("nan")
         return tensors, meta
+
+    def _read_meta(self) -> dict:
+        raw = read_safetensors_metadata(self.path, str(self.path)).get("workbench_train_state")
+        if raw is None:
+            raise CheckpointError("no training-state metadata in the file")
+        try:
+            meta = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            raise CheckpointError("its metadata is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise CheckpointError("its metadata is not a JSON object")
+        if meta.get("version") != TRAIN_STATE_VERSION or meta.get("fingerprint") != self.fingerprint:
+            raise CheckpointError("it was written for a different training config")
+        for k, typ in {**_META_TYPES, "digest": str}.items():
+            v = meta.get(k)
+            if k in ("loss_ema", "acc_ema") and v is None:
+                continue
+            if k not in meta or not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+                raise CheckpointError(f"metadata field {k!r} is missing or has the wrong type ({v!r})")
+        if meta["step"] < 0:
+            raise CheckpointError(f"metadata field 'step' is negative ({meta['step']})")
+        return meta
+
+    def _ignore(self, path: Path, why: str) -> None:
+        import warnings
+
+        warnings.warn(f"ignoring training state {path}: {why}; starting from scratch", stacklevel=3)
 
 
 def _loss_fn(logits, labels, mode: str):
@@ -614,22 +717,25 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
 
     mcfg = model_config_for(cfg, task)
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(mcfg)
-    if init_fn is not None:
-        init_fn(model)
-    model.to(device)   # built (and initialised) on the CPU: the same weights on every device
-    model.train()
-    if cfg.state_noise:
-        if not hasattr(model, "state_noise"):
-            raise ValueError(f"state_noise applies to the bilinear variants only, not {cfg.variant!r}")
-        model.state_noise = cfg.state_noise
-    params = _params(model)
-    if not params:
-        raise ValueError(f"model {cfg.variant!r} has no trainable parameters")
-    opt = make_adamw(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
 
+    def fresh():
+        torch.manual_seed(cfg.seed)
+        model = build_model(mcfg)
+        if init_fn is not None:
+            init_fn(model)
+        model.to(device)   # built (and initialised) on the CPU: the same weights on every device
+        model.train()
+        if cfg.state_noise:
+            if not hasattr(model, "state_noise"):
+                raise ValueError(f"state_noise applies to the bilinear variants only, not {cfg.variant!r}")
+            model.state_noise = cfg.state_noise
+        params = _params(model)
+        if not params:
+            raise ValueError(f"model {cfg.variant!r} has no trainable parameters")
+        opt = make_adamw(params, lr=lr, weight_decay=weight_decay)
+        return model, params, opt, torch.Generator().manual_seed(cfg.seed)
+
+    model, params, opt, gen = fresh()
     step, consecutive, last_long, elapsed = 0, 0, -10**9, 0.0
     rollbacks, lr_scale = 0, 1.0
     loss_ema, acc_ema = float("nan"), float("nan")
@@ -638,15 +744,22 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     store = _TrainState(state_dir, run_fingerprint(cfg, task) + f"-lr{lr!r}-wd{weight_decay!r}") \
         if state_dir else None
     if store is not None:
+        remove_stale_temporaries(store.dir)
         loaded = store.load()
         if loaded is not None:
             tensors, meta = loaded
-            _restore_state(tensors, model, opt, gen)
-            step, consecutive, last_long = meta["step"], meta["consecutive"], meta["last_long"]
-            elapsed, rollbacks, lr_scale = meta["elapsed"], meta["rollbacks"], meta["lr_scale"]
-            loss_ema, acc_ema = meta["loss_ema"], meta["acc_ema"]
-            val_acc, long_acc, solved, stopped = meta["val_acc"], meta["long_acc"], meta["solved"], meta["stopped"]
-            resumed = True
+            try:
+                _restore_state(tensors, model, opt, gen)
+            except Exception as e:  # noqa: BLE001  any failure: the state is unusable, restart clean
+                store._ignore(store.path, f"it does not fit this model ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]})")
+                model, params, opt, gen = fresh()
+            else:
+                step, consecutive, last_long = meta["step"], meta["consecutive"], meta["last_long"]
+                elapsed, rollbacks, lr_scale = meta["elapsed"], meta["rollbacks"], meta["lr_scale"]
+                loss_ema, acc_ema = meta["loss_ema"], meta["acc_ema"]
+                val_acc, long_acc, solved, stopped = meta["val_acc"], meta["long_acc"], meta["solved"], meta["stopped"]
+                resumed = True
 
     lo, hi = cfg.train_lengths
     snap = _snapshot(model, opt, gen)
@@ -834,7 +947,8 @@ def _selection_key(run: LRRun):
 
 
 def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool = True,
-          init_fn: Callable | None = None, threads: int | None = 1) -> TrainResult:
+          init_fn: Callable | None = None, threads: int | None = 1,
+          overwrite: bool = False) -> TrainResult:
     """Train a model with the default recipe and write a checkpoint folder.
 
     Parameters
@@ -849,6 +963,8 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     init_fn : called as ``init_fn(model)`` right after the model is built (custom inits,
         freezing, test fault injection). It is part of the run: resume only with the same one.
     threads : ``torch.set_num_threads`` for the run (None leaves it).
+    overwrite : replace a finished checkpoint of another task or variant in ``out_dir``
+        (refused otherwise, before training starts).
 
     Returns
     -------
@@ -861,11 +977,17 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     if threads is not None:
         torch.set_num_threads(threads)
     task = make_task(cfg.task)
+    check_trainable(task)
+    check_training_sizes(cfg, task)  # before anything is allocated or written
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        check_out_dir(out, cfg, overwrite)
+        remove_stale_temporaries(out)
 
     if out is not None and (out / "config.json").exists() and (out / "metrics.json").exists():
         reused = _reuse_finished(out, cfg, task)
         if reused is not None:
+            shutil.rmtree(out / TRAIN_STATE_DIR, ignore_errors=True)  # a kill before the cleanup
             return reused
 
     runs, models = [], []
@@ -928,6 +1050,76 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     return result
 
 
+def check_trainable(task) -> None:
+    """Refuse a task with nothing to learn: one class, or a label fixed by the length."""
+    if task.n_classes < 2 or task.chance >= 1.0 - 1e-12:
+        raise ValueError(
+            f"task {task.spec!r} has chance level {task.chance:g} ({task.n_classes} class(es); every "
+            "sequence of a given length has the same label), so there is nothing to learn and "
+            "chance-normalised accuracy is undefined; accepted: a task with at least two "
+            "reachable labels per length, e.g. cyclic:2 or group:Z4")
+
+
+def check_training_sizes(cfg: TrainConfig, task) -> None:
+    """Every size of a run within the memory budget, checked before training allocates.
+
+    Raises :class:`workbench.limits.LimitError` naming the field (``batch_size``,
+    ``train_lengths``, ``eval_lengths``, ``d_hidden``, ...) and the largest accepted value.
+    """
+    mcfg = model_config_for(cfg, task)  # ModelConfig.validate checks the model's own size
+    lo, hi = cfg.train_lengths
+    hi = task.valid_length(hi)
+    per_seq = limits.BYTES_PER_SAMPLED_POSITION * hi + limits.forward_bytes(mcfg, 1, hi, training=True)
+    step_bytes = cfg.batch_size * per_seq + limits.forward_bytes(mcfg, 0, 0) + 3 * limits.model_bytes(mcfg)
+    if cfg.batch_size / 64 >= hi / 10:  # blame whichever is further above its default
+        limits.check_bytes("batch_size", cfg.batch_size, step_bytes, "one training step", per_seq)
+    else:
+        limits.check_bytes("train_lengths", f"{lo}-{cfg.train_lengths[1]}", step_bytes,
+                           "one training step at the longest length",
+                           cfg.batch_size * per_seq / hi)
+    for name, lengths, n in (("eval_lengths", cfg.eval_lengths, cfg.eval_sequences),
+                             ("val_length", (cfg.val_length,), cfg.val_sequences),
+                             ("long_val_length", (cfg.long_val_length,), cfg.long_val_sequences)):
+        for L in lengths:
+            check_eval_sizes(mcfg, task, L, n, name)
+
+
+def check_eval_sizes(mcfg, task, length: int, n_sequences: int, length_field: str = "lengths",
+                     n_field: str = "n_sequences") -> None:
+    """An evaluation set of ``n_sequences`` x ``length`` and its forward chunks within the budget."""
+    L = task.valid_length(length)
+    chunk = max(1, min(n_sequences, (1 << 17) // L))
+    fwd = (lambda b, t: limits.forward_bytes(mcfg, b, t)) if hasattr(mcfg, "d_hidden") else (lambda b, t: 0)
+    per_pos = limits.BYTES_PER_SAMPLED_POSITION * n_sequences + fwd(chunk, 1)
+    need = L * per_pos + fwd(chunk, 0)
+    if n_sequences / 512 > L / 500:
+        limits.check_bytes(n_field, n_sequences, need, f"the evaluation set at length {L}",
+                           limits.BYTES_PER_SAMPLED_POSITION * L)
+    else:
+        limits.check_bytes(length_field, length, need, f"the evaluation set of {n_sequences} sequences",
+                           per_pos)
+
+
+def check_out_dir(out: Path, cfg: TrainConfig, overwrite: bool = False) -> None:
+    """``out`` must be a folder (or not exist) and not hold another task's finished checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; accepted: a folder (new, or one written by a "
+                         "previous run of the same command)")
+    conf_path = out / "config.json"
+    if overwrite or not conf_path.is_file():
+        return
+    try:
+        conf = json.loads(conf_path.read_text())
+        theirs = (conf.get("task"), conf.get("model", {}).get("variant"))
+    except (OSError, ValueError, AttributeError):
+        return  # not a readable checkpoint: it is replaced by this run
+    if theirs != (cfg.task, cfg.variant):
+        raise ValueError(
+            f"out={str(out)!r} holds a checkpoint of task {theirs[0]!r} / variant {theirs[1]!r}, "
+            f"not {cfg.task!r} / {cfg.variant!r}; accepted: another folder, or --overwrite "
+            "(overwrite=True) to replace it")
+
+
 def run_fingerprint(cfg: TrainConfig, task) -> str:
     """``cfg.fingerprint()``, plus the automaton's contents for a user automaton task: its spec
     names a file, whose contents may change between an interrupted run and its resume."""
@@ -939,7 +1131,7 @@ def run_fingerprint(cfg: TrainConfig, task) -> str:
 
 
 def _reuse_finished(out: Path, cfg: TrainConfig, task) -> TrainResult | None:
-    """A finished checkpoint in ``out`` with the same training config, or None."""
+    """A finished checkpoint in ``out`` with the same training config, or None (retrain)."""
     from workbench.checkpoints import load_checkpoint, read_config, read_metrics
 
     try:
@@ -948,8 +1140,16 @@ def _reuse_finished(out: Path, cfg: TrainConfig, task) -> TrainResult | None:
             return None
         m = read_metrics(out)
         model, task = load_checkpoint(out)
-    except (CheckpointError, ValueError):
+        return _reused_result(out, cfg, m, model, task)
+    except (CheckpointError, ValueError, KeyError, TypeError, AttributeError) as e:
+        import warnings
+
+        warnings.warn(f"not reusing the checkpoint in {out}: {' '.join(str(e).split())[:300]}; "
+                      "training again", stacklevel=3)
         return None
+
+
+def _reused_result(out, cfg, m, model, task) -> TrainResult:
     acc = {int(k): v for k, v in m["accuracy"].items()}
     if set(acc) != set(cfg.eval_lengths):
         acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_sequences, seed=0)

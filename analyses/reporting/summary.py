@@ -9,9 +9,6 @@ hide the others.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from analyses.reporting.registry import applicable
 
 
@@ -37,19 +34,26 @@ def analyze_model(model, task, accuracy: dict | None = None) -> dict:
     return out
 
 
-def analyze_checkpoint(path_or_name: str, device=None) -> dict:
-    """Load a checkpoint (folder or zoo name) and analyse it; accuracy comes from metrics.json.
+#: Accuracy in `analyze` is measured on the test sets (seed 0) at these lengths, never copied
+#: from metrics.json: a config edited after training must not inherit the old numbers.
+DEFAULT_ACCURACY_LENGTHS = (10, 100, 500)
+DEFAULT_ACCURACY_SEQUENCES = 256
 
-    ``device``: where the model runs (default: CPU, as loaded).
+
+def analyze_checkpoint(path_or_name: str, lengths=DEFAULT_ACCURACY_LENGTHS,
+                       n_sequences: int = DEFAULT_ACCURACY_SEQUENCES, trust_unhashed: bool = False,
+                       device=None) -> dict:
+    """Load a checkpoint (folder or zoo name), measure its accuracy and analyse it.
+
+    ``accuracy`` is ``workbench.evaluate`` at ``lengths`` with ``n_sequences`` test sequences
+    each (keys are the lengths as strings). ``device``: where the model runs (default: CPU, as
+    loaded).
     """
-    from workbench.checkpoints import load_checkpoint, resolve_checkpoint
+    from workbench.checkpoints import load_checkpoint
+    from workbench.training import evaluate
 
-    model, task = load_checkpoint(path_or_name)
+    model, task = load_checkpoint(path_or_name, trust_unhashed=trust_unhashed)
     if device is not None:
         model.to(device)
-    metrics_path = Path(resolve_checkpoint(path_or_name)) / "metrics.json"
-    accuracy = {}
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        accuracy = metrics.get("accuracy", {})
+    accuracy = {str(L): a for L, a in evaluate(model, task, lengths, n_sequences, seed=0).items()}
     return analyze_model(model, task, accuracy)

@@ -139,12 +139,13 @@ def test_legacy_checkpoint_converts_exactly(tmp_path, tokens):
             ref = legacy_reference_forward(legacy, cfg, tk)
             torch.testing.assert_close(m(tk), ref, atol=1e-5, rtol=1e-5)
     # and through a checkpoint written in the old format
-    from workbench.checkpoints import tensors_to_bytes, sha256_bytes
+    from workbench.checkpoints import config_sha256, sha256_bytes, tensors_to_bytes
     ck = save_checkpoint(tmp_path / "ck", m, "fsm:3:5", {"seed": 0}, {"accuracy": {}})
     blob = tensors_to_bytes(legacy, metadata={"format": "pt", "workbench_format": "1"})
     (ck / "model.safetensors").write_bytes(blob)
     conf = json.loads((ck / "config.json").read_text())
     conf["weights_sha256"] = sha256_bytes(blob)
+    conf["config_sha256"] = config_sha256(conf)  # both hashes, as a checkpoint of the old layout had
     (ck / "config.json").write_text(json.dumps(conf))
     loaded, _ = load_checkpoint(ck)
     with torch.no_grad():

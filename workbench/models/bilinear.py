@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from workbench.limits import check_dense_hook
 from workbench.variants import BILINEAR_VARIANTS, COMPLEX_VARIANTS, DIAGONAL_VARIANTS, PARAM_HOOKS
 
 from .config import ModelConfig
@@ -319,6 +320,8 @@ class HookedBilinearRNN(HookedRecurrentModule):
 
     def _dense(self, l: int, tokens, x, params) -> torch.Tensor:
         """Dense transitions [B, T, H, H] from x / params (``A[..., i, j]`` maps h_j to h_i)."""
+        B, T = (tokens if tokens is not None else x).shape[:2]
+        check_dense_hook(f"blocks.{l}.hook_transition", B, T, self.cfg.d_hidden)
         v = self.cfg.variant
         if v == "full":
             if x is None:

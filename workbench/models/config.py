@@ -96,7 +96,7 @@ class ModelConfig:
         if self.normalize is not None and not isinstance(self.normalize, bool):
             raise ValueError(f"normalize={self.normalize!r}; accepted: None, True or False")
         if isinstance(self.init_noise, bool) or not isinstance(self.init_noise, (int, float)) \
-                or not self.init_noise >= 0:
+                or not 0 <= self.init_noise < float("inf"):
             raise ValueError(f"init_noise={self.init_noise!r}; accepted: a float >= 0")
         v, H = self.variant, self.d_hidden
         if v == "cp":
@@ -112,9 +112,11 @@ class ModelConfig:
                                  f"dividing d_hidden={H}")
             _check_int("block_size", self.block_size, 1)
             if H % self.block_size:
-                divisors = [d for d in range(1, H + 1) if H % d == 0]
+                # Listing divisors is O(H): only for sizes that could be real.
+                accepted = f"one of {[d for d in range(1, H + 1) if H % d == 0]}" if H <= 4096 \
+                    else f"a divisor of {H}"
                 raise ValueError(f"block_size={self.block_size} does not divide d_hidden={H}; "
-                                 f"accepted: one of {divisors}")
+                                 f"accepted: {accepted}")
         elif self.block_size is not None:
             raise ValueError(f"block_size={self.block_size!r} given for variant {v!r}; "
                              "block_size applies only to 'block' (accepted here: None)")
@@ -129,6 +131,9 @@ class ModelConfig:
                 if getattr(self, flag):
                     raise ValueError(f"{flag}=True for baseline {v!r}; accepted: False "
                                      "(the flag applies to the bilinear family)")
+        from workbench.limits import check_model_config
+
+        check_model_config(self)  # sizes within the memory budget, before anything is built
 
     # ------------------------------------------------------------------ derived
     @property

@@ -32,6 +32,8 @@ from transformer_lens import HookedRootModule
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.hook_points import HookPoint
 
+from .hook_checks import CheckedHooksMixin, check_names_filter
+
 DEFAULT_MAX_CACHE_BYTES = 1 << 30  # 1 GiB
 
 
@@ -342,7 +344,7 @@ def output_for_return_type(logits, return_type="logits", labels=None,
     return loss if return_type == "loss" else (logits, loss)
 
 
-class HookedRecurrentModule(HookedRootModule):
+class HookedRecurrentModule(CheckedHooksMixin, HookedRootModule):
     """Base class: TL hooks + step-indexed caching for recurrent models.
 
     Subclasses implement ``forward(tokens, ...)``, ``hook_shapes(B, T)`` and call
@@ -547,6 +549,7 @@ class HookedRecurrentModule(HookedRootModule):
         if remove_batch_dim or pos_slice is not None:
             raise ValueError("remove_batch_dim / pos_slice are not supported; accepted: use "
                              "steps= to keep some steps, and index the batch afterwards")
+        check_names_filter(self, names_filter)
         keep = _names_filter_fn(names_filter)
         cache = {} if cache is None else cache
         fwd, bwd = [], []

@@ -158,14 +158,17 @@ def parse_cycles(text: str) -> list[tuple[int, ...]]:
             cycles.append(pts)
         gens_cycles.append(cycles)
     degree = 1 + max([p for cyc in gens_cycles for c in cyc for p in c], default=0)
+    from workbench.limits import check_permutation_degree
+
+    check_permutation_degree(degree, MAX_ORDER)  # before lists of `degree` points are built
     gens = []
     for cycles in gens_cycles:
-        perm = list(range(degree))
-        for c in reversed(cycles):  # rightmost cycle acts first
-            cyc_map = list(range(degree))
-            for i, p in enumerate(c):
-                cyc_map[p] = c[(i + 1) % len(c)]
-            perm = [cyc_map[perm[i]] for i in range(degree)]
+        perm, inv = list(range(degree)), list(range(degree))
+        for c in reversed(cycles):  # rightmost cycle acts first: perm <- c . perm
+            # Only the entries whose image lies on c change (O(len(c)), not O(degree)).
+            moves = [(inv[p], c[(i + 1) % len(c)]) for i, p in enumerate(c)]
+            for i, v in moves:
+                perm[i], inv[v] = v, i
         gens.append(tuple(perm))
     return gens
 
@@ -365,6 +368,11 @@ class Group:
             A generator that is not a permutation, generators of different lengths, no
             generators, or an order above ``max_order``.
         """
+        from workbench.limits import check_permutation_degree
+
+        for g in generators if isinstance(generators, (list, tuple)) else ():
+            if hasattr(g, "__len__"):
+                check_permutation_degree(len(g), min(max_order, MAX_ORDER))
         try:
             gens = [tuple(int(x) for x in np.asarray(g).ravel().tolist()) for g in generators]
         except (TypeError, ValueError) as exc:
@@ -780,6 +788,9 @@ class Group:
     def permutation_representation(self) -> np.ndarray:
         """float64 ``[order, degree, degree]``: ``rho(p) e_i = e_{p(i)}``."""
         N, n = self.order, self.degree
+        from workbench.limits import check_bytes
+
+        check_bytes("degree", n, 8 * N * n * n, f"the permutation representation of {self.name}")
         R = np.zeros((N, n, n))
         R[np.arange(N)[:, None], self.perms, np.arange(n)[None, :]] = 1.0
         return R

@@ -180,6 +180,9 @@ class Task:
         residue/operator for ``modarith``)."""
         B = _check_positive_int(batch_size, "batch_size")
         T = _check_positive_int(length, "length")
+        from workbench.limits import check_sampled
+
+        check_sampled("batch_size x length", f"{B} x {T}", B, T, "the sampled tokens, labels and states")
         if self.alternating is None:
             return torch.randint(0, self.d_vocab, (B, T), generator=generator)
         m = self.alternating

@@ -17,7 +17,7 @@ BUILD_HINT = ("build it with `make zoo` (= `python -m workbench zoo build --jobs
               "WORKBENCH_CHECKPOINTS / --zoo at a folder that has one")
 
 
-class ZooNotFoundError(FileNotFoundError):
+class ZooNotFoundError(FileNotFoundError, ValueError):  # ValueError: the CLI reports bad input with exit 2
     """The zoo folder has no ``index.json``."""
 
 
