@@ -4,6 +4,7 @@
     python notebooks/make_notebooks.py --execute  # run each top to bottom (needs checkpoints/index.json)
                                                   # and store the outputs, images at low resolution
     python notebooks/make_notebooks.py --execute 03_hierarchy_explained   # only the ones named
+    python notebooks/make_notebooks.py --execute --out DIR                # write to DIR (the tests)
 
 Each notebook is one question -> method -> evidence -> answer: the question in its first cell, its
 last code cell sets ``ANSWER`` (a JSON-safe dict computed in the notebook) and prints it as one
@@ -115,9 +116,9 @@ NOTEBOOKS["02_hooks_and_patching"] = [
            "**Try it.** At which site is the recovered fraction largest at the step just before the "
            "answer? (One of `patch.sites`.)"),
     ("code", 'print(patch.sites)\n'
-             'my_site = "blocks.0.hook_state"   # try it\n'
+             'my_answer = "blocks.0.hook_state"   # try it\n'
              'best = patch.sites[int(patch.recovery[:, -2].argmax())]\n'
-             'assert my_site == best, f"look again: the largest recovery before the answer is at {best}"\n'
+             'assert my_answer == best, f"look again: the largest recovery before the answer is at {best}"\n'
              'print("right:", best, "carries the answer forward")'),
     ("md", "**Attribution patching** estimates the same map from one forward and one backward pass: "
            "`(clean − corrupted activation) · d(logit difference)/d(activation)` at every "
@@ -366,7 +367,7 @@ NOTEBOOKS["07_train_your_own"] = [
            "(`python -m workbench train --help` lists the options for real runs)."),
     ("code", SETUP),
     ("code", 'from workbench.training import TrainConfig, train\n'
-             'base = dict(task="cyclic:3", d_hidden=8, steps=400, eval_every=100, eval_lengths=(10, 500),\n'
+             'base = dict(task="cyclic:3", d_hidden=8, steps=1500, eval_every=100, eval_lengths=(10, 500),\n'
              '            eval_sequences=256, val_sequences=128, long_val_sequences=64, seed=0)\n'
              'print(TrainConfig(**base))'),
     ("md", "Every field of the config is a recipe option (learning rates, schedule, training "
@@ -416,7 +417,7 @@ NOTEBOOKS["08_bring_your_own_model"] = [
     ("code", 'from analyses import analyze_model\n'
              'report = analyze_model(mine, task, accuracy=workbench.evaluate(mine, task, [500], n_sequences=128))\n'
              'print(sorted(report))\n'
-             'print(report["spectra"]["sentence"] if "sentence" in report["spectra"] else report["spectra"])'),
+             'print("max phase error", report["spectra"]["max_phase_error"], "| predicted break length", report["spectra"]["spectral_break_length"])'),
     ("md", "**nnsight.** `nnsight.NNsight(model)` traces it: `hook_state` fires once per step, so "
            "`tracer.iter[i]` is step i + 1. The states read in the trace are those `run_with_cache` "
            "returns."),
@@ -471,7 +472,7 @@ NOTEBOOKS["09_paper_tables"] = [
              'print(loose.sentence())'),
     ("md", "**Answer.** The fraction of the paper's cells the zoo reproduces, and the cells that "
            "differ, are listed above; the differences are discussed in `checkpoints/analysis.md`."),
-    ("code", answer('comparison.summary()')),
+    ("code", answer('{k: comparison.summary()[k] for k in ("tol", "n_cells", "n_reproduced", "fraction_reproduced")}')),
 ]
 
 
@@ -497,7 +498,16 @@ def execute(nb, timeout: int = 300):
 def main(argv=None) -> int:
     import nbformat
 
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = HERE
+    if "--out" in argv:
+        i = argv.index("--out")
+        if i + 1 >= len(argv):
+            print("--out needs a folder", file=sys.stderr)
+            return 2
+        out = Path(argv.pop(i + 1))
+        argv.pop(i)
+        out.mkdir(parents=True, exist_ok=True)
     run = "--execute" in argv
     only = [a for a in argv if not a.startswith("--")]
     unknown = [a for a in only if a not in NOTEBOOKS]
@@ -511,8 +521,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         if run:
             execute(nb)
-        nbformat.write(nb, HERE / f"{name}.ipynb")
-        print(f"wrote notebooks/{name}.ipynb" + (f" (executed in {time.perf_counter() - t0:.1f} s)" if run else ""))
+        nbformat.write(nb, out / f"{name}.ipynb")
+        print(f"wrote {name}.ipynb" + (f" (executed in {time.perf_counter() - t0:.1f} s)" if run else ""))
     return 0
 
 
