@@ -418,6 +418,9 @@ NOTEBOOKS["08_bring_your_own_model"] = [
              'report = analyze_model(mine, task, accuracy=workbench.evaluate(mine, task, [500], n_sequences=128))\n'
              'print(sorted(report))\n'
              'print("max phase error", report["spectra"]["max_phase_error"], "| predicted break length", report["spectra"]["spectral_break_length"])'),
+    ("md", "The same spectra as a figure (eigenvalues of each token's matrix on the unit circle):"),
+    ("code", 'from analyses import spectra\n'
+             'spectra(mine, task).plot();'),
     ("md", "**nnsight.** `nnsight.NNsight(model)` traces it: `hook_state` fires once per step, so "
            "`tracer.iter[i]` is step i + 1. The states read in the trace are those `run_with_cache` "
            "returns."),

@@ -334,7 +334,9 @@ def plot_paper_comparison(result, ax=None):
     ax.scatter(result.paper[~ok], result.median[~ok], s=18, color="tab:red", label="differs (median)")
     ax.scatter(result.paper, result.best, s=12, marker="_", color="0.3", label="best seed")
     ax.set_xlim(-0.05, 1.05)
-    ax.set_ylim(-0.05, 1.05)
+    # normalized accuracy goes below 0 when a model is worse than chance: keep those points in view
+    low = min([0.0] + [float(v) for v in np.concatenate([result.median, result.best]) if np.isfinite(v)])
+    ax.set_ylim(low - 0.05, 1.05)
     ax.set_xlabel("paper (normalized accuracy, length 500)")
     ax.set_ylabel("zoo")
     ax.legend(fontsize=7, loc="upper left")
