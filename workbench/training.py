@@ -5,7 +5,7 @@ The default recipe (one recipe for every task, no per-task tuning):
 * Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (measured: the decay
   is what makes cyclic:50 generalise to length 500). Measured
   on cyclic:5 / fsm:5 (seed 0): 3e-3 left fsm:5 at 0.21 and the LSTM at chance at length 500,
-  1e-2 reached 0.69-0.93 and 0.95; 1e-3 was worse everywhere;
+  1e-2 reached 0.69-0.93 and 0.95; 1e-3 is worse everywhere;
 * transitions initialised at identity + noise, with the noise scale a rule of the
   parameterisation (:func:`default_init_noise`): 1.0 for the structured variants (cp, block,
   rotation, complex_diag: per entry 1/sqrt(b) per 2x2 block, std 1 rad for rotation angles),
@@ -20,7 +20,7 @@ The default recipe (one recipe for every task, no per-task tuning):
   here it fits length 50 and stays at chance at length 500 on cyclic:5 (10k steps), while
   ``final`` solves length 500 in 1,000 steps;
 * per-step L2 normalization of the state during training as well as at evaluation
-  (``normalize=True`` in the model config): without it the prototype fitted length 50 and was at
+  (``normalize=True`` in the model config): without it a model fits length 50 and stays at
   chance at length 500;
 * hidden size from the task's number of automaton states (:func:`default_hidden_size`);
 * early stop once a validation set of length 50 is solved at two consecutive checks *and* a
@@ -142,10 +142,10 @@ class TrainConfig:
     long_val_length: int = 1000
     long_val_sequences: int = 256
     # How a validation set is scored: "every_step" (mean accuracy over every prefix 1..length,
-    # the default) or "final" (the last step only). Final-step validation
-    # at the test lengths (50 and 500) selected models right only at those lengths (rotation on
-    # parity: 1.00 at 500, 0.00 over all steps), so the default scores every step up to a length
-    # twice the test's: selection can no longer favour particular lengths.
+    # the default) or "final" (the last step only). Final-step validation at the test lengths
+    # (50 and 500) selects models right only at those lengths (rotation on parity: 1.00 at 500,
+    # 0.00 over all steps), so the default scores every step up to a length twice the test's,
+    # and selection cannot favour particular lengths.
     val_mode: str = "every_step"
     eval_every: int = 250
     solved_threshold: float = 0.999

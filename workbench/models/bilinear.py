@@ -2,7 +2,7 @@
 
 ``h_t = norm(A(x_t) h_{t-1} [+ x_t @ W_B + b_B])``, ``logits_t = h_t @ W_U``, where ``x_t`` is
 the one-hot token (``d_embed=None``) or ``W_E[token]`` and every entry of ``A(x)`` is linear in
-``x`` (parameterisations in ``docs/internals.md``; the ``Variants`` table of the README).
+``x`` (parameterisations in ``docs/internals.md`` and ``docs/models.md``).
 
 Two execution paths give the same numbers (parity test in ``tests/models``):
 
