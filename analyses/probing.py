@@ -449,7 +449,8 @@ class TransplantResult(Result):
                 "n_informative": int(self.n_informative)}
 
     def sentence(self) -> str:
-        return (f"after transplanting B's state at step {self.t_patch}, {_num(self.match_b_continued)} of "
+        # A fraction, not a count: "1 of 2180" would read as one prediction.
+        return (f"after transplanting B's state at step {self.t_patch}, a fraction {_num(self.match_b_continued)} of the "
                 f"{self.n_informative} informative predictions continue B (control without the patch: "
                 f"{_num(self.control_match_b_continued)}; A's own labels: {_num(self.match_a)})")
 

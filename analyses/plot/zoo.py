@@ -13,7 +13,7 @@ import numpy as np
 __all__ = [
     "hierarchy_heatmap", "accuracy_vs_length", "unit_circle_spectra", "characters_vs_table",
     "irrep_multiplicities", "automaton_graph", "patching_map", "echo_state_parity",
-    "comparison_figure",
+    "comparison_figure", "plot_paper_comparison",
 ]
 
 
@@ -316,3 +316,29 @@ def comparison_figure(result):
     from analyses.plot.representations import plot_comparison
 
     return plot_comparison(result)
+
+
+def plot_paper_comparison(result, ax=None):
+    """Zoo median (dot) and best seed (tick) against the paper's number, one point per cell;
+    the band is the tolerance ``result.tol`` around the diagonal."""
+    plt = _plt()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    else:
+        fig = ax.figure
+    grid = np.linspace(0, 1, 2)
+    ax.fill_between(grid, grid - result.tol, grid + result.tol, color="0.9", label=f"±{result.tol:g}")
+    ok = result.reproduced
+    ax.scatter(result.paper[ok], result.median[ok], s=18, color="tab:blue", label="reproduced (median)")
+    ax.scatter(result.paper[~ok], result.median[~ok], s=18, color="tab:red", label="differs (median)")
+    ax.scatter(result.paper, result.best, s=12, marker="_", color="0.3", label="best seed")
+    ax.set_xlim(-0.05, 1.05)
+    # normalized accuracy goes below 0 when a model is worse than chance: keep those points in view
+    low = min([0.0] + [float(v) for v in np.concatenate([result.median, result.best]) if np.isfinite(v)])
+    ax.set_ylim(low - 0.05, 1.05)
+    ax.set_xlabel("paper (normalized accuracy, length 500)")
+    ax.set_ylabel("zoo")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"{int(ok.sum())}/{result.n_cells} cells reproduce")
+    return fig
