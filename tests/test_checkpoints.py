@@ -282,3 +282,31 @@ def test_zoo_name_resolution(ckpt, tmp_path):
     (root / "index.json").write_text("{")
     with pytest.raises(CheckpointError, match="zoo index .* malformed JSON"):
         load_checkpoint("tiny", root=root)
+
+
+def test_serialised_bytes_do_not_depend_on_the_process():
+    # safetensors orders metadata by a per-process hash seed; the hash of identical weights
+    # must not change from one run to the next.
+    import subprocess
+    import sys
+
+    code = ("import hashlib, torch\n"
+            "from workbench.checkpoints import tensors_to_bytes\n"
+            "b = tensors_to_bytes({'w': torch.arange(6.).reshape(2, 3), 'h0': torch.ones(2)},\n"
+            "                     metadata={k: str(i) for i, k in enumerate('qwertyuiop')})\n"
+            "print(hashlib.sha256(b).hexdigest())\n")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(4)}
+    assert len(digests) == 1, digests
+
+
+def test_sorted_metadata_keeps_tensors_readable():
+    import torch
+    from safetensors.torch import load
+
+    from workbench.checkpoints import tensors_to_bytes
+
+    t = {"a": torch.randn(3, 5), "b": torch.arange(7)}
+    out = load(tensors_to_bytes(t, metadata={"z": "1", "a": "2"}))
+    assert set(out) == {"a", "b"}
+    assert torch.equal(out["a"], t["a"]) and torch.equal(out["b"], t["b"])

@@ -194,7 +194,24 @@ def tensors_to_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> b
     from safetensors.torch import save
 
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    return save(clean, metadata=metadata)
+    return _sorted_metadata(save(clean, metadata=metadata))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same file with its ``__metadata__`` keys in sorted order.
+
+    safetensors writes metadata from a hash map whose order changes from process to process, so
+    identical tensors would get a different ``weights_sha256`` in every run; sorting the keys makes
+    the bytes (and the hash) a function of the content alone.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    if meta is not None:
+        header = {"__metadata__": dict(sorted(meta.items())), **header}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)   # safetensors aligns the data to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def check_safetensors_bytes(data: bytes, what: str) -> dict[str, dict]:
