@@ -50,6 +50,8 @@ from typing import Callable, Iterable
 
 import torch
 
+from workbench.objectives import recipe_loss
+from workbench.streams import StreamCarrier
 from workbench.checkpoints import (
     CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
     save_checkpoint, sha256_bytes, tensors_to_bytes,
@@ -170,6 +172,18 @@ class TrainConfig:
     polish_weight_decay: float = 3.0
     polish_loss: str = "final"
     polish_train_lengths: tuple[int, int] = (2, 10)
+    # Recipe options (workbench.objectives, workbench.streams; docs/training.md has their
+    # measured effects). Each enters the fingerprint only when it is not at its neutral value
+    # (:data:`RECIPE_OPTION_DEFAULTS`), so configs written before they existed keep theirs.
+    label_smoothing: float = 0.0
+    collapse_weight: float = 0.0
+    collapse_target: str = "labels"
+    length_curriculum: float = 0.0
+    state_passing: float = 0.0
+    state_passing_warmup: float = 0.3
+    # The name of the preset the config came from (workbench.recipes), a label only: the fields
+    # it set are recorded themselves, so it never enters the fingerprint.
+    recipe: str | None = None
 
     def __post_init__(self):
         if isinstance(self.lr, (int, float)):
@@ -183,6 +197,10 @@ class TrainConfig:
         self.train_lengths = tuple(int(x) for x in self.train_lengths)
         self.polish_train_lengths = tuple(int(x) for x in self.polish_train_lengths)
         self.eval_lengths = tuple(int(x) for x in self.eval_lengths)
+        for k in (*RECIPE_OPTION_DEFAULTS, "state_passing_warmup"):
+            v = getattr(self, k)
+            if isinstance(v, int) and not isinstance(v, bool):
+                setattr(self, k, float(v))
         self.validate()
 
     def validate(self) -> None:
@@ -229,6 +247,7 @@ class TrainConfig:
             raise ValueError(f"polish_weight_decay must be in [0, 100), got {self.polish_weight_decay}")
         if self.polish_loss not in ("per_step", "final"):
             raise ValueError(f"polish_loss must be 'per_step' or 'final', got {self.polish_loss!r}")
+        validate_recipe_options(self)
         plo, phi = (self.polish_train_lengths + (0, 0))[:2] if len(self.polish_train_lengths) == 2 else (0, 0)
         if plo < 1 or phi < plo:
             raise ValueError(f"polish_train_lengths must be (lo, hi) with 1 <= lo <= hi, "
@@ -259,12 +278,49 @@ class TrainConfig:
             d.pop(k, None)
         if self.val_mode == "final":
             d.pop("val_mode")  # the rule before val_mode existed: old fingerprints stay valid
+        d.pop("recipe", None)
+        for k, neutral in RECIPE_OPTION_DEFAULTS.items():
+            if d.get(k) == neutral:
+                d.pop(k)
+        if self.state_passing == 0:
+            d.pop("state_passing_warmup", None)
+        if self.collapse_weight == 0 or self.collapse_target == "labels":
+            d.pop("collapse_target", None)
         if self.polish_steps == 0:
             # No polish: its settings cannot change the weights, and leaving them out keeps the
             # fingerprints of configs written before the polish fields existed.
             for k in [k for k in d if k.startswith("polish_")]:
                 d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Neutral values of the recipe options: at these the option is off and leaves the fingerprint.
+RECIPE_OPTION_DEFAULTS = {"label_smoothing": 0.0, "collapse_weight": 0.0, "length_curriculum": 0.0,
+                          "state_passing": 0.0}
+#: What the collapse objective groups states by: the labels, or the automaton states that the
+#: task's sampler also returns (extra supervision where labels do not name the states).
+COLLAPSE_TARGETS = ("labels", "states")
+
+
+def validate_recipe_options(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` naming a bad recipe option and what it accepts."""
+    ranges = {"label_smoothing": (0.0, 1.0, "[0, 1)"), "collapse_weight": (0.0, 100.0, "[0, 100)"),
+              "length_curriculum": (0.0, 1.0001, "[0, 1]"), "state_passing": (0.0, 1.0001, "[0, 1]"),
+              "state_passing_warmup": (0.0, 1.0, "[0, 1)")}
+    for name, (lo, hi, text) in ranges.items():
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v < hi) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a number in {text}, got {v!r}")
+    if cfg.state_passing > 0 and (cfg.variant not in BILINEAR_VARIANTS or cfg.n_layers != 1):
+        raise ValueError(f"state_passing needs a one-layer bilinear variant (it restarts rows from "
+                         f"blocks.0.hook_h0), got variant {cfg.variant!r} with {cfg.n_layers} layers")
+    if cfg.collapse_weight > 0 and cfg.variant not in BILINEAR_VARIANTS:
+        raise ValueError(f"collapse_weight applies to the bilinear variants (it reads "
+                         f"blocks.0.hook_out), not {cfg.variant!r}")
+    if cfg.collapse_target not in COLLAPSE_TARGETS:
+        raise ValueError(f"collapse_target must be one of {', '.join(COLLAPSE_TARGETS)}, got {cfg.collapse_target!r}")
+    if cfg.recipe is not None and not isinstance(cfg.recipe, str):
+        raise ValueError(f"recipe must be a preset name or None, got {cfg.recipe!r}")
 
 
 def parse_lengths(text: str) -> tuple[int, int]:
@@ -558,8 +614,8 @@ class _TrainState:
         self.dir = state_dir
         self.fingerprint = fingerprint
 
-    def save(self, model, opt, gen, meta: dict) -> None:
-        blob = tensors_to_bytes(_flatten_state(model, opt, gen, meta["step"]))
+    def save(self, model, opt, gen, meta: dict, extra: dict | None = None) -> None:
+        blob = tensors_to_bytes({**_flatten_state(model, opt, gen, meta["step"]), **(extra or {})})
         atomic_write_bytes(self.dir / "state.safetensors", blob)
         atomic_write_json(self.dir / "state.json", {
             "version": TRAIN_STATE_VERSION, "fingerprint": self.fingerprint,
@@ -615,6 +671,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     val_acc, long_acc, solved, stopped = 0.0, None, False, False
     resumed = False
     store = _TrainState(state_dir, cfg.fingerprint() + f"-lr{lr!r}-wd{weight_decay!r}") if state_dir else None
+    loaded = None
     if store is not None:
         loaded = store.load()
         if loaded is not None:
@@ -626,8 +683,9 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
             val_acc, long_acc, solved, stopped = meta["val_acc"], meta["long_acc"], meta["solved"], meta["stopped"]
             resumed = True
 
-    val_set = task.eval_set(task.valid_length(cfg.val_length), cfg.val_sequences, VALIDATION_SEED)
-    lo, hi = cfg.train_lengths
+    carrier = StreamCarrier(task, cfg)
+    if loaded is not None:
+        carrier.load_state_tensors(loaded[0])
     snap = _snapshot(model, opt, gen)
     snap_meta = (step, consecutive, last_long)
 
@@ -643,10 +701,9 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     t0 = time.perf_counter()
     try:
         while step < cfg.steps and not stopped:
-            L = int(torch.randint(lo, hi + 1, (1,), generator=gen))
-            batch = task.sample(cfg.batch_size, task.valid_length(L), gen)
-            logits = model(batch.tokens)
-            loss = _loss_fn(logits, batch.labels, cfg.loss)
+            batch, h_start, carried = carrier.next_batch(step, gen)
+            loss, logits, final_states = recipe_loss(model, batch, cfg, task, h_start, carried,
+                                                     want_final=carrier.passing)
             ok = bool(torch.isfinite(loss))
             if ok:
                 opt.zero_grad(set_to_none=True)
@@ -659,6 +716,8 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                     g["lr"] = lr_at(step, cfg, lr) * lr_scale
                 opt.step()
                 ok = _all_finite(model)
+            if ok:
+                carrier.update(batch, final_states)
             if not ok:
                 # Roll back to the last good state (weights, Adam moments, RNG) with half the
                 # learning rate; the step counter goes back too, so the schedule is consistent.
@@ -704,7 +763,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
             if store is not None and (step % cfg.checkpoint_every == 0 or stopped or step == cfg.steps):
                 elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                store.save(model, opt, gen, meta())
+                store.save(model, opt, gen, meta(), extra=carrier.state_tensors())
     finally:
         bar.close()
     elapsed += time.perf_counter() - t0
