@@ -225,28 +225,26 @@ def cmd_train(args) -> int:
         optimiser["lr"] = tuple(args.lr)
     if args.weight_decay is not None:
         optimiser["weight_decay"] = tuple(args.weight_decay)
+    import dataclasses
+
     from workbench.recipes import DEFAULT_RECIPE, get_recipe
     from workbench.tasks import make_task
 
     recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
-    fields = recipe.fields_for(make_task(args.task))
+    own = recipe.fields_for(make_task(args.task))
+    fields = dict(own)
     options = {"label_smoothing": args.label_smoothing, "collapse_weight": args.collapse_weight,
                "length_curriculum": args.length_curriculum, "state_passing": args.state_passing,
-               "state_passing_warmup": args.state_passing_warmup}
+               "state_passing_warmup": args.state_passing_warmup,
+               "normalize_train": False if args.no_normalize_train else None,
+               "train_lengths": args.train_lengths}
     fields.update({k: v for k, v in options.items() if v is not None})
-    if args.no_normalize_train:
-        fields["normalize_train"] = False
-    if args.train_lengths:
-        fields["train_lengths"] = args.train_lengths
     fields.setdefault("train_lengths", preset.train_lengths)
-    # A flag that leaves the recipe's protocol makes it a custom run: the config says so.
-    name = recipe.name
-    try:
-        get_recipe(name)
-        from workbench.recipes import check_protocol
-        check_protocol(TrainConfig(task=args.task, variant=args.variant, **fields), recipe)
-    except ValueError:
-        name = f"{recipe.name}+custom"
+    # A flag that changes a recipe option makes the run a variation of the recipe: say so.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    changed = any(fields[k] != own.get(k, defaults[k]) for k in fields if k != "train_lengths") \
+        or tuple(fields["train_lengths"]) != tuple(own.get("train_lengths", defaults["train_lengths"]))
+    name = f"{recipe.name}+custom" if changed else recipe.name
     cfg = TrainConfig(
         task=args.task, variant=args.variant, d_hidden=args.hidden, rank=args.rank,
         block_size=args.block_size if args.variant == "block" else None, n_layers=args.layers,
@@ -404,6 +402,7 @@ def cmd_experiment_table(args) -> int:
 
     grid = experiments.load_grid(args.grid)
     args.jobs = 1
+    experiments.fill_scores(grid, runs=args.runs)
     paths = experiments.write_results(grid, runs=args.runs, out=args.out, command=_experiment_command(args))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -47,6 +47,7 @@ class Grid:
     long_lengths: tuple = ()
     long_sequences: int = 64
     source: str = ""
+    notes: str = ""          # what happened that the table cannot say (runs stopped by hand, ...)
 
 
 def _tupled(v):
@@ -73,9 +74,9 @@ def parse_grid(spec: dict, source: str = "") -> Grid:
 
     if not isinstance(spec, dict):
         raise ValueError(f"a grid is a JSON object with 'name' and 'grid', got {type(spec).__name__}")
-    unknown = set(spec) - {"name", "description", "grid", "long_lengths", "long_sequences"}
+    unknown = set(spec) - {"name", "description", "notes", "grid", "long_lengths", "long_sequences"}
     if unknown:
-        raise ValueError(f"unknown grid keys {sorted(unknown)}; accepted: name, description, grid, "
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; accepted: name, description, notes, grid, "
                          "long_lengths, long_sequences")
     name = spec.get("name")
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ :"):
@@ -118,7 +119,8 @@ def parse_grid(spec: dict, source: str = "") -> Grid:
     long_sequences = int(spec.get("long_sequences", 64))
     if long_sequences < 1:
         raise ValueError(f"long_sequences must be a positive integer, got {long_sequences}")
-    return Grid(name, str(spec.get("description", "")), tuple(points), long_lengths, long_sequences, source)
+    return Grid(name, str(spec.get("description", "")), tuple(points), long_lengths, long_sequences, source,
+                str(spec.get("notes", "")))
 
 
 def _value_tag(v) -> str:
@@ -201,6 +203,16 @@ def run_grid(grid: Grid, runs: str | Path | None = None, jobs: int = 1, progress
     return rc
 
 
+def fill_scores(grid: Grid, runs: str | Path | None = None, progress: bool = False) -> None:
+    """Add the scores a finished run may lack (every-step accuracy at 500, ``long_lengths``)."""
+    from workbench.zoo import rescore_step_accuracy
+
+    root = runs_root(grid, runs)
+    plan = grid_runs(grid)
+    rescore_step_accuracy(root, plan=plan, progress=progress)
+    score_long(grid, root, plan, progress)
+
+
 def collect(grid: Grid, runs: str | Path | None = None) -> list[dict]:
     """One row per grid point; ``status`` is ``finished`` or ``not finished`` (failed, running or
     never started), so failures stay in the table."""
@@ -266,12 +278,13 @@ def write_results(grid: Grid, runs: str | Path | None = None, out: str | Path | 
     for r in rows:
         w.writerow(r)
     atomic_write_bytes(out / "results.csv", f"# made by: {cmd}\n{buf.getvalue()}".encode())
-    keys = ["acc_500", *[f"acc_{L}" for L in grid.long_lengths]]
+    keys = ["acc_500", "step_acc_500", *[f"acc_{L}" for L in grid.long_lengths]]
     md = [f"# Experiment `{grid.name}`\n", grid.description + "\n" if grid.description else "",
           f"Made by `{cmd}` (grid: `grid.json` beside this file; run folders outside the repository). "
           "Accuracy is raw final-step accuracy on the test sets (seed 0; 512 sequences, "
           f"{grid.long_sequences} at the long lengths); `every step` is the mean over every step "
           "1–500. Unfinished or failed runs are listed with status `not finished`.\n",
+          f"Notes: {grid.notes}\n" if grid.notes else "",
           "## By cell (over seeds)\n",
           "| recipe | task | variant | fields | seeds done | " + " | ".join(
               f"{k} median / best" for k in keys) + " |",

@@ -109,3 +109,18 @@ def check_protocol(cfg, recipe: Recipe) -> None:
         raise ValueError(f"recipe {recipe.name!r} keeps the paper's protocol (train_lengths (2, 10), "
                          f"no state passing); got train_lengths {tuple(cfg.train_lengths)} and "
                          f"state_passing {cfg.state_passing}")
+
+
+def recipe_name_of(training: dict) -> str:
+    """The recipe a stored training config (``config.json["training"]``) was made with.
+
+    Configs that record ``recipe`` give it. Older ones (written before recipes had names) are
+    ``"paper"`` when they are on the paper's protocol with none of the recipe options on (that
+    was the workbench's only training then), else ``"custom"``.
+    """
+    if training.get("recipe"):
+        return str(training["recipe"])
+    on_protocol = list(training.get("train_lengths", [2, 10])) == [2, 10]
+    options_off = all(training.get(k, 0) in (0, 0.0, None) for k in
+                      ("label_smoothing", "collapse_weight", "length_curriculum", "state_passing"))
+    return "paper" if on_protocol and options_off else "custom"

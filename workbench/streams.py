@@ -66,6 +66,11 @@ class StreamCarrier:
     def carrying_at(self, step: int) -> bool:
         return self.passing and self.h is not None and step >= self.cfg.state_passing_warmup * self.cfg.steps
 
+    def may_stop(self, step: int) -> bool:
+        """Early stopping waits, under state passing, until carrying has run as many steps as the
+        warm-up did: a run solved from ``h0`` alone would otherwise stop before it ever carried."""
+        return not self.passing or step >= 2 * self.cfg.state_passing_warmup * self.cfg.steps
+
     def next_batch(self, step: int, gen: torch.Generator):
         """``(batch, h_start, carried)`` for training step ``step``.
 

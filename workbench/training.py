@@ -752,7 +752,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                                                    cfg.val_mode)
                     model.train()
                     solved = long_acc >= cfg.solved_threshold
-                    stopped = solved and cfg.early_stop
+                    stopped = solved and cfg.early_stop and carrier.may_stop(step)
                 snap = _snapshot(model, opt, gen)
                 snap_meta = (step, consecutive, last_long)
                 bar.set_postfix(loss=f"{loss_ema:.3g}", acc=f"{acc_ema:.3f}", val50=f"{val_acc:.3f}",

@@ -403,7 +403,7 @@ PAPER_RESULTS[("full", "modarith:5")] = 1.00
 
 CSV_FIELDS = ("name", "task", "variant_key", "variant", "seed", "d_hidden", "steps", "train_time_s",
               "lr", "acc_10", "acc_50", "acc_500", "norm_10", "norm_50", "norm_500",
-              "step_acc_500", "step_norm_500", "solved_validation")
+              "step_acc_500", "step_norm_500", "solved_validation", "recipe")
 
 #: Length of the per-step score: accuracy at *every* step 1..STEP_LENGTH of the test sequences.
 STEP_LENGTH = 500
@@ -477,8 +477,16 @@ def collect_rows(root=None, plan: list[Run] | None = None) -> list[dict]:
             "step_acc_500": m.get("step_accuracy", {}).get("accuracy"),
             "step_norm_500": m.get("step_accuracy", {}).get("normalized"),
             "solved_validation": m.get("solved_validation"),
+            "recipe": recipe_of(conf.get("training", {})),
         })
     return rows
+
+
+def recipe_of(training: dict) -> str:
+    """The recipe name of a stored training config (``workbench.recipes.recipe_name_of``)."""
+    from workbench.recipes import recipe_name_of
+
+    return recipe_name_of(training)
 
 
 def _fmt(x, nd=2):
@@ -564,7 +572,8 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
     index = {"format_version": 1, "command": cmd, "models": {
         r["name"]: {"folder": f"zoo/{r['name']}", "task": r["task"], "variant": r["variant"],
                     "variant_key": r["variant_key"], "seed": r["seed"], "d_hidden": r["d_hidden"],
-                    "accuracy_500": r["acc_500"], "normalized_500": r["norm_500"]} for r in rows}}
+                    "accuracy_500": r["acc_500"], "normalized_500": r["norm_500"],
+                    "recipe": r["recipe"]} for r in rows}}
     atomic_write_json(root / "index.json", index)
     return [root / "results.csv", root / "results.md", root / "index.json"]
 
