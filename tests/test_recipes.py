@@ -143,8 +143,9 @@ def test_collapse_ratio_is_zero_for_points_and_large_for_unrelated_groups():
 def test_labels_name_states_rule():
     assert labels_name_states(make_task("fsm:5")) and labels_name_states(make_task("group:S3"))
     assert not labels_name_states(make_task("modarith:5"))
-    assert get_recipe("collapse").fields_for(make_task("modarith:5"))["collapse_weight"] == 0.0
-    assert get_recipe("collapse").fields_for(make_task("fsm:25"))["collapse_weight"] == 1.0
+    assert get_recipe("collapse").fields_for(make_task("modarith:5")) == {
+        "train_lengths": (2, 10), "collapse_weight": 1.0, "collapse_target": "states"}
+    assert get_recipe("collapse").fields_for(make_task("fsm:25"))["collapse_target"] == "labels"
 
 
 def test_collapse_objective_helps_a_short_fsm_run():

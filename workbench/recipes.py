@@ -52,10 +52,12 @@ class Recipe:
 
 
 def _collapse_rule(task) -> dict:
-    """The state-collapse objective where labels name the automaton states (else off)."""
+    """The state-collapse objective, grouping states by label where the labels name the
+    automaton states, else by the automaton states the task's sampler returns (modular
+    arithmetic: equal values, different pending products)."""
     from workbench.objectives import labels_name_states
 
-    return {"collapse_weight": 1.0 if labels_name_states(task) else 0.0}
+    return {"collapse_weight": 1.0, "collapse_target": "labels" if labels_name_states(task) else "states"}
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
@@ -63,8 +65,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            description="the paper's protocol (lengths 2-10, every sequence from h0) with the "
                        "workbench's default training: the recipe of the zoo before recipes existed"),
     Recipe("collapse", "paper", {"train_lengths": (2, 10)}, _collapse_rule,
-           description="paper protocol + the state-collapse objective (weight 1) wherever the "
-                       "labels name the automaton states"),
+           description="paper protocol + the state-collapse objective (weight 1), grouping by "
+                       "label where labels name the automaton states, else by automaton state"),
     Recipe("stream", "extended", {"train_lengths": (2, 10), "state_passing": 0.98,
                                   "state_passing_warmup": 0.3},
            description="extended: 98% of the streams carried across batches after a 30% warm-up "
