@@ -122,6 +122,8 @@ def recipe_name_of(training: dict) -> str:
     """
     if training.get("recipe"):
         return str(training["recipe"])
+    if "construction" in training:       # hand-built weights (workbench.constructions), not trained
+        return "construction"
     on_protocol = list(training.get("train_lengths", [2, 10])) == [2, 10]
     options_off = all(training.get(k, 0) in (0, 0.0, None) for k in
                       ("label_smoothing", "collapse_weight", "length_curriculum", "state_passing"))
