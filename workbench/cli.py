@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     xt.add_argument("--runs", default=None)
     xt.add_argument("--out", default=None)
     xt.set_defaults(func=cmd_experiment_table)
+    xs = xsub.add_parser("rescore", help="re-evaluate checkpoints on another test seed and write a table")
+    xs.add_argument("checkpoints", nargs="+", help="zoo names or checkpoint folders")
+    xs.add_argument("--lengths", type=_int_list, default=[500])
+    xs.add_argument("--n", type=_positive_int, default=256, help="sequences per length")
+    xs.add_argument("--seed", type=int, default=12345)
+    xs.add_argument("--out", default=None, help="tables folder (default: print only)")
+    xs.set_defaults(func=cmd_experiment_rescore)
     xp = xsub.add_parser("recipes", help="list the named recipes")
     xp.set_defaults(func=cmd_experiment_recipes)
 
@@ -405,6 +412,15 @@ def cmd_experiment_table(args) -> int:
     experiments.fill_scores(grid, runs=args.runs)
     paths = experiments.write_results(grid, runs=args.runs, out=args.out, command=_experiment_command(args))
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_experiment_rescore(args) -> int:
+    from workbench import experiments
+
+    cmd = (f"python -m workbench experiment rescore {' '.join(args.checkpoints)} --lengths "
+           f"{','.join(map(str, args.lengths))} --n {args.n} --seed {args.seed}")
+    experiments.rescore(args.checkpoints, tuple(args.lengths), args.n, args.seed, args.out, cmd, progress=True)
     return 0
 
 
