@@ -273,3 +273,17 @@ def test_cli_lists_recipes_and_train_records_the_recipe(tmp_path):
     assert main([*common, "--label-smoothing", "0.1", "--out", str(tmp_path / "custom")]) == 0
     conf = read_config(tmp_path / "custom")["training"]
     assert conf["recipe"] == f"{DEFAULT_RECIPE}+custom" and conf["label_smoothing"] == 0.1
+
+
+def test_zoo_cells_name_their_recipe():
+    from workbench import zoo
+
+    plan = {r.name: r for r in zoo.zoo_plan()}
+    c = plan["fsm25_full_s0"].train_config()
+    assert c.recipe == "collapse" and c.collapse_weight == 1.0 and c.train_lengths == (2, 10)
+    assert plan["modarith5_full_s1"].train_config().collapse_target == "states"
+    p = plan["cyclic5_full_s0"].train_config()
+    assert p.recipe == "paper" and p.collapse_weight == 0.0
+    # naming a cell `paper` leaves its fingerprint as it was before recipes existed
+    bare = zoo.Run("x", "cyclic:5", "full", 0).train_config()
+    assert p.fingerprint() == bare.fingerprint()

@@ -86,9 +86,10 @@ COLLAPSE_CELLS = frozenset({
 
 
 def _cell_options(task: str, variant_key: str) -> tuple:
-    """Recipe fields of a zoo cell: those of `collapse` for :data:`COLLAPSE_CELLS`, else none."""
+    """Recipe fields of a zoo cell: those of `collapse` for :data:`COLLAPSE_CELLS`, else only the
+    name `paper` (a label: the fingerprint, and so the finished checkpoints, stay the same)."""
     if (task, variant_key) not in COLLAPSE_CELLS:
-        return ()
+        return (("recipe", "paper"),)
     from workbench.recipes import get_recipe
     from workbench.tasks import make_task
 
