@@ -38,7 +38,8 @@ def test_options_round_trip_through_config_and_checkpoint(tmp_path):
 
 def test_neutral_options_keep_old_fingerprints_and_each_option_changes_it():
     old = _tiny().to_dict()
-    for k in ("label_smoothing", "collapse_weight", "collapse_target", "length_curriculum",
+    for k in ("label_smoothing", "collapse_weight", "collapse_target", "collapse_form", "collapse_warmup",
+              "length_curriculum",
               "state_passing", "state_passing_warmup", "recipe"):
         old.pop(k)
     base = TrainConfig.from_dict(old)
@@ -46,6 +47,7 @@ def test_neutral_options_keep_old_fingerprints_and_each_option_changes_it():
     assert _tiny(recipe="paper").fingerprint() == base.fingerprint()          # a label only
     assert _tiny(state_passing_warmup=0.5).fingerprint() == base.fingerprint()  # off without passing
     assert _tiny(collapse_target="states").fingerprint() == base.fingerprint()  # off without weight
+    assert _tiny(collapse_form="gap", collapse_warmup=0.3).fingerprint() == base.fingerprint()
     fps = {_tiny(**{k: v}).fingerprint() for k, v in
            [("label_smoothing", 0.1), ("collapse_weight", 1.0), ("length_curriculum", 0.5), ("state_passing", 0.5)]}
     assert len(fps) == 4 and base.fingerprint() not in fps
@@ -54,7 +56,8 @@ def test_neutral_options_keep_old_fingerprints_and_each_option_changes_it():
 @pytest.mark.parametrize("kw, msg", [
     (dict(label_smoothing=1.0), "label_smoothing"), (dict(collapse_weight=-1), "collapse_weight"),
     (dict(length_curriculum=2), "length_curriculum"), (dict(state_passing=1.5), "state_passing"),
-    (dict(collapse_target="nope"), "collapse_target"),
+    (dict(collapse_target="nope"), "collapse_target"), (dict(collapse_form="x"), "collapse_form"),
+    (dict(collapse_warmup=1.0), "collapse_warmup"),
     (dict(state_passing=0.5, variant="lstm"), "one-layer bilinear"),
 ])
 def test_bad_options_name_the_field(kw, msg):
@@ -138,6 +141,29 @@ def test_collapse_ratio_is_zero_for_points_and_large_for_unrelated_groups():
     assert 0.5 < float(r) <= 1.0
     r.backward()
     assert noise.grad.abs().sum() > 0
+
+
+def test_gap_form_penalises_merged_groups_where_the_ratio_does_not():
+    from workbench.objectives import collapse_gap_ratio
+
+    g = torch.arange(4).repeat(8).reshape(4, 8)
+    centres = torch.randn(4, 5)
+    assert float(collapse_gap_ratio(centres[g], g)) < 1e-3
+    merged = centres.clone()
+    merged[1] = merged[0]                      # two elements on one point: a quotient solution
+    assert float(collapse_ratio(merged[g], g)) < 1e-10          # the ratio calls it perfect
+    assert abs(float(collapse_gap_ratio(merged[g], g)) - 0.5) < 1e-3   # the gap form does not
+    x = torch.randn(4, 8, 5, requires_grad=True)
+    collapse_gap_ratio(x, g).backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_collapse_warmup_ramps_the_weight():
+    from workbench.objectives import collapse_weight_at
+
+    cfg = _tiny(steps=100, collapse_weight=2.0, collapse_warmup=0.5)
+    assert [collapse_weight_at(s, cfg) for s in (0, 25, 50, 90)] == [0.0, 1.0, 2.0, 2.0]
+    assert collapse_weight_at(0, _tiny(collapse_weight=2.0)) == 2.0
 
 
 def test_labels_name_states_rule():

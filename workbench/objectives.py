@@ -69,6 +69,34 @@ def collapse_ratio(states: torch.Tensor, groups: torch.Tensor, mask: torch.Tenso
     return within / (total + eps)
 
 
+def collapse_gap_ratio(states: torch.Tensor, groups: torch.Tensor, mask: torch.Tensor | None = None,
+                       eps: float = 1e-4) -> torch.Tensor:
+    """Within-group spread against the gap to the nearest other group, averaged over groups.
+
+    For each group g present in the batch: ``(w_g + eps) / (w_g + d_g + eps)`` with ``w_g`` the
+    mean squared distance of its unit-normalised states to their centroid and ``d_g`` the squared
+    distance from its centroid to the nearest other group's (Chung, Choi & Kim's failure criterion:
+    spread against gap). In [0, 1]; 1 when two groups sit on one point (merging is penalised, where
+    :func:`collapse_ratio` scores a merge of two groups into one point as perfect), ~0 when every
+    group is a point far from the others. Shapes as :func:`collapse_ratio`.
+    """
+    s = F.normalize(states.reshape(-1, states.shape[-1]), dim=-1)
+    g = groups.reshape(-1)
+    if mask is not None:
+        keep = mask.reshape(-1)
+        s, g = s[keep], g[keep]
+    present, g = torch.unique(g, return_inverse=True)
+    k = present.numel()
+    if k < 2:
+        return s.sum() * 0.0
+    counts = torch.bincount(g, minlength=k).to(s.dtype)
+    mu = torch.zeros(k, s.shape[1], dtype=s.dtype, device=s.device).index_add_(0, g, s) / counts[:, None]
+    w = torch.zeros(k, dtype=s.dtype, device=s.device).index_add_(0, g, ((s - mu[g]) ** 2).sum(-1)) / counts
+    d = torch.cdist(mu, mu) ** 2 + torch.eye(k, dtype=s.dtype, device=s.device) * 1e9
+    gap = d.min(dim=1).values
+    return ((w + eps) / (w + gap + eps)).mean()
+
+
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mode: str, label_smoothing: float = 0.0,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
     """The task loss: ``"final"`` (last step) or ``"per_step"`` (every step, ``mask`` True ones)."""
@@ -82,9 +110,16 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mode: str, label_s
                            label_smoothing=label_smoothing)
 
 
+def collapse_weight_at(step: int | None, cfg) -> float:
+    """The collapse weight at ``step``: ramped linearly from 0 over ``collapse_warmup`` of the steps."""
+    if step is None or cfg.collapse_warmup <= 0:
+        return cfg.collapse_weight
+    return cfg.collapse_weight * min(1.0, step / (cfg.collapse_warmup * cfg.steps))
+
+
 def recipe_loss(model, batch, cfg, task,
                 h_start: torch.Tensor | None = None, carried: torch.Tensor | None = None,
-                want_final: bool = False):
+                want_final: bool = False, step: int | None = None):
     """Loss of one training batch under the recipe options of ``cfg``.
 
     Parameters
@@ -96,6 +131,7 @@ def recipe_loss(model, batch, cfg, task,
         rows start from the model's learned ``h0``.
     carried : [B] bool or None.
     want_final : also return the final states (state passing needs them even before it carries).
+    step : the training step (for the collapse weight's warm-up ramp).
 
     Returns
     -------
@@ -126,5 +162,6 @@ def recipe_loss(model, batch, cfg, task,
         scored = task.scored_steps(tokens.shape[1]).to(tokens.device)
         mask = scored[None, :].expand_as(labels)
         groups = labels if cfg.collapse_target == "labels" else batch.states
-        loss = loss + cfg.collapse_weight * collapse_ratio(states, groups, mask)
+        term = collapse_gap_ratio if cfg.collapse_form == "gap" else collapse_ratio
+        loss = loss + collapse_weight_at(step, cfg) * term(states, groups, mask)
     return loss, logits, states[:, -1].detach()

@@ -178,6 +178,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     collapse_weight: float = 0.0
     collapse_target: str = "labels"
+    collapse_form: str = "ratio"
+    collapse_warmup: float = 0.0
     length_curriculum: float = 0.0
     state_passing: float = 0.0
     state_passing_warmup: float = 0.3
@@ -197,7 +199,7 @@ class TrainConfig:
         self.train_lengths = tuple(int(x) for x in self.train_lengths)
         self.polish_train_lengths = tuple(int(x) for x in self.polish_train_lengths)
         self.eval_lengths = tuple(int(x) for x in self.eval_lengths)
-        for k in (*RECIPE_OPTION_DEFAULTS, "state_passing_warmup"):
+        for k in (*RECIPE_OPTION_DEFAULTS, "state_passing_warmup", "collapse_warmup"):
             v = getattr(self, k)
             if isinstance(v, int) and not isinstance(v, bool):
                 setattr(self, k, float(v))
@@ -286,6 +288,10 @@ class TrainConfig:
             d.pop("state_passing_warmup", None)
         if self.collapse_weight == 0 or self.collapse_target == "labels":
             d.pop("collapse_target", None)
+        if self.collapse_weight == 0 or self.collapse_form == "ratio":
+            d.pop("collapse_form", None)
+        if self.collapse_weight == 0 or self.collapse_warmup == 0:
+            d.pop("collapse_warmup", None)
         if self.polish_steps == 0:
             # No polish: its settings cannot change the weights, and leaving them out keeps the
             # fingerprints of configs written before the polish fields existed.
@@ -300,13 +306,16 @@ RECIPE_OPTION_DEFAULTS = {"label_smoothing": 0.0, "collapse_weight": 0.0, "lengt
 #: What the collapse objective groups states by: the labels, or the automaton states that the
 #: task's sampler also returns (extra supervision where labels do not name the states).
 COLLAPSE_TARGETS = ("labels", "states")
+#: The collapse term: "ratio" (within / total variance) or "gap" (within spread against the gap to
+#: the nearest other group, which also penalises two groups merging into one point).
+COLLAPSE_FORMS = ("ratio", "gap")
 
 
 def validate_recipe_options(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` naming a bad recipe option and what it accepts."""
     ranges = {"label_smoothing": (0.0, 1.0, "[0, 1)"), "collapse_weight": (0.0, 100.0, "[0, 100)"),
               "length_curriculum": (0.0, 1.0001, "[0, 1]"), "state_passing": (0.0, 1.0001, "[0, 1]"),
-              "state_passing_warmup": (0.0, 1.0, "[0, 1)")}
+              "state_passing_warmup": (0.0, 1.0, "[0, 1)"), "collapse_warmup": (0.0, 1.0, "[0, 1)")}
     for name, (lo, hi, text) in ranges.items():
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v < hi) or not math.isfinite(v):
@@ -317,6 +326,8 @@ def validate_recipe_options(cfg: TrainConfig) -> None:
     if cfg.collapse_weight > 0 and cfg.variant not in BILINEAR_VARIANTS:
         raise ValueError(f"collapse_weight applies to the bilinear variants (it reads "
                          f"blocks.0.hook_out), not {cfg.variant!r}")
+    if cfg.collapse_form not in COLLAPSE_FORMS:
+        raise ValueError(f"collapse_form must be one of {', '.join(COLLAPSE_FORMS)}, got {cfg.collapse_form!r}")
     if cfg.collapse_target not in COLLAPSE_TARGETS:
         raise ValueError(f"collapse_target must be one of {', '.join(COLLAPSE_TARGETS)}, got {cfg.collapse_target!r}")
     if cfg.recipe is not None and not isinstance(cfg.recipe, str):
@@ -703,7 +714,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
         while step < cfg.steps and not stopped:
             batch, h_start, carried = carrier.next_batch(step, gen)
             loss, logits, final_states = recipe_loss(model, batch, cfg, task, h_start, carried,
-                                                     want_final=carrier.passing)
+                                                     want_final=carrier.passing, step=step)
             ok = bool(torch.isfinite(loss))
             if ok:
                 opt.zero_grad(set_to_none=True)
