@@ -51,6 +51,11 @@ class Recipe:
         return out
 
 
+def _collapse_gap_rule(task) -> dict:
+    """As :func:`_collapse_rule`, with the gap form of the collapse term."""
+    return {**_collapse_rule(task), "collapse_form": "gap"}
+
+
 def _collapse_rule(task) -> dict:
     """The state-collapse objective, grouping states by label where the labels name the
     automaton states, else by the automaton states the task's sampler returns (modular
@@ -67,18 +72,22 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("collapse", "paper", {"train_lengths": (2, 10)}, _collapse_rule,
            description="paper protocol + the state-collapse objective (weight 1), grouping by "
                        "label where labels name the automaton states, else by automaton state"),
+    Recipe("collapse_gap", "paper", {"train_lengths": (2, 10)}, _collapse_gap_rule,
+           description="paper protocol + the gap form of the state-collapse objective (within-state "
+                       "spread against the gap to the nearest other state; penalises merged states)"),
     Recipe("stream", "extended", {"train_lengths": (2, 10), "state_passing": 0.98,
                                   "state_passing_warmup": 0.3},
            description="extended: 98% of the streams carried across batches after a 30% warm-up "
                        "(truncated backpropagation through one long stream)"),
     Recipe("stream_collapse", "extended", {"train_lengths": (2, 10), "state_passing": 0.98,
-                                           "state_passing_warmup": 0.3}, _collapse_rule,
-           description="extended: state passing as `stream` plus the state-collapse objective"),
+                                           "state_passing_warmup": 0.3}, _collapse_gap_rule,
+           description="extended: state passing as `stream` plus the gap form of the collapse "
+                       "objective (`collapse_gap`)"),
 )}
 
 
 #: The recipe ``python -m workbench train`` uses when ``--recipe`` is not given.
-DEFAULT_RECIPE = "collapse"
+DEFAULT_RECIPE = "collapse_gap"
 
 
 def get_recipe(name: str) -> Recipe:
