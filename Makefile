@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m ruff check . && $(PY) -m pytest -q
 
 report: $(STAMP)
 	$(PY) -m workbench report --out reports/
@@ -35,7 +35,7 @@ zoo: $(STAMP)
 	$(PY) -m workbench zoo build --jobs 2
 
 figures: $(STAMP)
-	$(PY) -m analyses.figures all --out figures/
+	$(PY) -m analyses.reporting.figures all --out figures/
 
 # Loads the report in headless Chromium (Debian package) and checks images and links.
 check-report: report

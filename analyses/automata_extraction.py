@@ -5,7 +5,7 @@ Recipe (works for every model with the hook vocabulary, baselines included):
 1. Run the model on sampled sequences (lengths inside and beyond training: by default 256
    sequences of length 50 -- every prefix 1..50 -- and 16 of length 500) and cache the start state
    ``blocks.0.hook_h0`` [B, H] and every step's state ``blocks.0.hook_state`` [B, T, H].
-2. L2-normalise the states (predictions of a bias-free readout are invariant to a positive scale)
+2. L2-normalize the states (predictions of a bias-free readout are invariant to a positive scale)
    and cluster them. Default (``method="predictions"``, ``cluster_by_groups``): one seed cluster
    per predicted class, split only along gaps of half the model's own state spacing, clouds that
    overlap merged -- robust to the ~2% wobble and the drift of trained models, where 50 states on
@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from analyses._result import Result
 
 STATE_HOOK = "blocks.0.hook_state"
 H0_HOOK = "blocks.0.hook_h0"
@@ -117,11 +119,11 @@ class Clustering:
 def cluster_states(X: np.ndarray, tol: float | str = "auto", fine_radius: float = 0.02,
                    min_gap_ratio: float = 2.0, fallback_tol: float = 0.2,
                    max_micro: int = 1000) -> Clustering:
-    """Cluster normalised states (module docstring, step 2).
+    """Cluster normalized states (module docstring, step 2).
 
     Parameters
     ----------
-    X : array, (N, H), rows already normalised
+    X : array, (N, H), rows already normalized
     tol : float or "auto"
         Single-linkage merge distance, or "auto" (largest ratio gap; ``fallback_tol`` when no gap
         exceeds ``min_gap_ratio``).
@@ -195,7 +197,7 @@ def _subsample(n: int, m: int) -> np.ndarray:
 def cluster_by_groups(X: np.ndarray, groups: np.ndarray, split_frac: float = 0.5,
                       overlap: float = 1.0, max_sample: int = 400, min_frac: float = 0.0,
                       fine_radius: float = 0.02, max_clusters: int = 1000) -> Clustering:
-    """Cluster normalised states seeded by a label per point (the model's own predicted class).
+    """Cluster normalized states seeded by a label per point (the model's own predicted class).
 
     Used by ``extract_from_arrays`` (module docstring, step 2). A trained model's states wobble
     around ideal points and drift over long runs, so a cloud can be wider than the spacing between
@@ -221,7 +223,7 @@ def cluster_by_groups(X: np.ndarray, groups: np.ndarray, split_frac: float = 0.5
 
     Parameters
     ----------
-    X : array, (N, H), rows normalised
+    X : array, (N, H), rows normalized
     groups : int array, (N,)   predicted class per point, -1 where there is none
 
     max_clusters : int
@@ -450,8 +452,8 @@ class Mismatch:
     expected: int        # task: true next state, or the true output
 
 
-@dataclass
-class ExtractionResult:
+@dataclass(repr=False)
+class ExtractionResult(Result):
     """Automaton extracted from hidden states (see module docstring).
 
     ``transitions`` [K(+1), V], ``outputs`` [K(+1)]: the raw table over clusters (+1 sink state when
@@ -477,12 +479,12 @@ class ExtractionResult:
     cluster_state: np.ndarray      # (K,) majority true minimal state per cluster (-1 if unknown)
     start: int = 0                 # the start cluster (where h_0 falls)
     minimal: object = None         # the minimised extracted Automaton
-    sentence: str = ""
+    description: str = ""          # the finding in words (returned by `sentence()`)
     notes: list[str] = field(default_factory=list)
     n_folded: int = 0              # partially observed clusters folded away (``fold_partial_clusters``)
 
     def summary(self) -> dict:
-        """JSON-safe summary (DESIGN's ``automaton`` key)."""
+        """JSON-safe summary (the ``automaton`` key of ``analyze --json``)."""
         sp = float(self.state_purity)
         return {"states": int(self.n_states), "isomorphic": bool(self.isomorphic),
                 "mismatches": len(self.mismatches), "clusters": int(self.n_clusters),
@@ -491,12 +493,15 @@ class ExtractionResult:
                 "state_purity": sp if np.isfinite(sp) else None, "conflicts": int(self.conflicts),
                 "missing": int(self.missing), "stable": bool(self.stable),
                 "gap_ratio": float(self.gap_ratio) if np.isfinite(self.gap_ratio) else None,
-                "sentence": self.sentence}
+                "sentence": self.description}
 
-    def plot(self, **kw):
-        from analyses.plot_automata import plot_extracted_automaton
+    def sentence(self) -> str:
+        return self.description
 
-        return plot_extracted_automaton(self, **kw)
+    def plot(self, ax=None, task=None, token_names=None):
+        from analyses.plot.automata import plot_extracted_automaton
+
+        return plot_extracted_automaton(self, task=task, ax=ax, token_names=token_names)
 
 
 def _majority(keys: np.ndarray, values: np.ndarray, n_keys: int, n_values: int):
@@ -570,7 +575,7 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
     Parameters
     ----------
     states : array, (B, T+1, H)
-        Hidden states, ``h_0`` at index 0 then one per step (any scale: normalised here).
+        Hidden states, ``h_0`` at index 0 then one per step (any scale: normalized here).
     tokens : int array, (B, T)
     predictions : int array, (B, T)   the model's argmax class at steps 1..T
     task_automaton : workbench.tasks.Automaton
@@ -708,7 +713,7 @@ def extract_from_arrays(states: np.ndarray, tokens: np.ndarray, predictions: np.
         state_purity=state_purity, conflicts=tab["conflicts"], missing=n_missing,
         gap_ratio=cl.gap_ratio, tol=cl.tol, stable=bool(stable),
         start_output_observed=tab["start_output_observed"], transitions=tab["transitions"],
-        outputs=outputs, cluster_state=cs, start=start, minimal=minimal, sentence=sentence, notes=notes,
+        outputs=outputs, cluster_state=cs, start=start, minimal=minimal, description=sentence, notes=notes,
         n_folded=n_folded)
 
 
@@ -826,5 +831,5 @@ def extract_automaton(model, task, n_sequences: int = 256, length: int = 50, n_l
 
 
 def summarize(model, task) -> dict:
-    """DESIGN's ``automaton`` key: ``states``, ``isomorphic``, ``mismatches`` (+ purity etc.)."""
+    """the ``automaton`` key of ``analyze --json``: ``states``, ``isomorphic``, ``mismatches`` (+ purity etc.)."""
     return extract_automaton(model, task).summary()

@@ -1,15 +1,15 @@
 """State drift: do the states for one automaton state stay put as sequences get long?
 
 A model that is an exact representation (or an exact automaton) puts every sequence that ends in
-automaton state `q` at the same normalised hidden state, at every length. A trained model is only
-close to one: each token's matrix misses its ideal by a little (measured on the first zoo's S3
+automaton state `q` at the same normalized hidden state, at every length. A trained model is only
+close to one: each token's matrix misses its ideal by a little (measured on a trained S3
 model: singular values 1.005 / 0.995 where both should be 1, rotation angles off by 1e-3 of a
 turn), and those errors add up along a sequence. The states for `q` then wander away from where
 they sat at short lengths, by a diffusion (`~ t^0.5`) when the errors have random signs or a
 systematic walk (`~ t`) when they share one, until they cross into another state's region and
 the readout fails. This module measures that walk and predicts the length at which it breaks.
 
-`drift_from_matrices` runs the normalised dynamics `h_t = A_{x_t} h_{t-1} / ||.||` (numpy,
+`drift_from_matrices` runs the normalized dynamics `h_t = A_{x_t} h_{t-1} / ||.||` (numpy,
 float64) on sequences drawn from the task, tracks the true automaton state `q_t`, and:
 
 1. takes a *reference* position `c_q` per automaton state: the mean unit state over steps
@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyses.subspaces import normalised_step
+from analyses._result import Result
+from analyses._core import model_transitions, normalized_step
 
 __all__ = ["DriftResult", "checkpoint_steps", "drift_from_matrices", "state_drift", "summarize"]
 
@@ -52,8 +53,8 @@ def checkpoint_steps(start: int, max_length: int) -> np.ndarray:
     return np.array(sorted(set(steps)), dtype=np.int64)
 
 
-@dataclass
-class DriftResult:
+@dataclass(repr=False)
+class DriftResult(Result):
     """The measured walk of the states away from their short-length positions, and its forecast."""
 
     steps: np.ndarray                  # [K] checkpoint steps
@@ -84,7 +85,8 @@ class DriftResult:
         return (head + f"; growth ~ t^{self.exponent:.2f} (fit rms {self.fit_residual:.2g} in log units), "
                 f"predicted to reach the margin near length {self.predicted_break_length:,.0f}")
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """JSON-safe summary (the ``drift`` key of ``analyze --json``)."""
         def num(x):
             x = float(x)
             return x if math.isfinite(x) else None
@@ -105,11 +107,16 @@ class DriftResult:
             "summary": self.sentence(),
         }
 
+    def plot(self, ax=None, title: str | None = None):
+        from analyses.plot.drift import plot_drift
+
+        return plot_drift(self, ax=ax, title=title)
+
 
 def drift_from_matrices(A, h0, tokens, states, reference_steps: tuple[int, int] = (10, 50),
                         checkpoint_start: int = 100, min_exponent: float = 0.1,
                         floor: float = 1e-9) -> DriftResult:
-    """Drift of the normalised states of per-token matrices on given sequences (module docstring).
+    """Drift of the normalized states of per-token matrices on given sequences (module docstring).
 
     Parameters
     ----------
@@ -154,7 +161,7 @@ def drift_from_matrices(A, h0, tokens, states, reference_steps: tuple[int, int] 
     at_steps = {}
     h = np.tile(h0 / n0, (N, 1))
     for t in range(1, T + 1):
-        h = normalised_step(A, tokens[:, t - 1], h)
+        h = normalized_step(A, tokens[:, t - 1], h)
         if lo <= t < hi:
             np.add.at(ref_sum, states[:, t - 1], h)
             np.add.at(ref_count, states[:, t - 1], 1.0)
@@ -216,7 +223,6 @@ def state_drift(model, task, max_length: int = 2000, n_sequences: int = 64, seed
     """
     import torch
 
-    from analyses.spectra import model_transitions
 
     if getattr(getattr(model, "cfg", None), "additive", False):
         raise ValueError("model has additive terms (additive=True): its states are not h_t = A(x_t) h_{t-1}; "
@@ -232,4 +238,4 @@ def state_drift(model, task, max_length: int = 2000, n_sequences: int = 64, seed
 
 def summarize(model, task) -> dict:
     """The ``drift`` key of ``analyze --json``."""
-    return state_drift(model, task).to_dict()
+    return state_drift(model, task).summary()

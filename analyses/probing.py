@@ -1,6 +1,6 @@
 """Linear probes for the automaton state, activation-patching sweeps, and the state-transplant test.
 
-* **Probes**: closed-form ridge regression from the L2-normalised state (plus a bias) onto the
+* **Probes**: closed-form ridge regression from the L2-normalized state (plus a bias) onto the
   one-hot minimal-automaton state, prediction = argmax. Fit on the steps of short sequences
   (inside the training lengths), test at every step of long ones: accuracy against step shows
   whether the state stays linearly decodable beyond training. Closed form because it is exact,
@@ -30,9 +30,13 @@ restores it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from analyses._result import Result
+from analyses._result import format_number as _num
 
 STATE_HOOK = "blocks.0.hook_state"
 ONCE_SITES = ("hook_embed", "blocks.0.hook_out", "blocks.0.hook_transition", "blocks.0.hook_gates",
@@ -90,8 +94,8 @@ def fit_probe(X: np.ndarray, y: np.ndarray, n_classes: int, ridge: float = 1e-4)
     return LinearProbe(np.linalg.solve(G, F.T @ Y), ridge)
 
 
-@dataclass
-class ProbeResult:
+@dataclass(repr=False)
+class ProbeResult(Result):
     """Probe accuracy at every step of the test sequences."""
 
     steps: np.ndarray            # (T_test,) 1..T_test
@@ -101,12 +105,27 @@ class ProbeResult:
     accuracy_inside: float       # mean over steps <= train_length
     accuracy_beyond: float       # mean over steps > train_length (nan if none)
     target: str                  # "state" (minimal automaton state) or "label"
-    probe: LinearProbe
+    probe: LinearProbe = field(repr=False)
 
-    def plot(self, **kw):
-        from analyses.plot_probing import plot_probe_accuracy
+    def summary(self) -> dict:
+        """JSON-safe summary: probe accuracy inside and beyond the training lengths."""
+        def num(x):
+            x = float(x)
+            return x if math.isfinite(x) else None
 
-        return plot_probe_accuracy(self, **kw)
+        return {"target": self.target, "train_length": int(self.train_length),
+                "train_accuracy": num(self.train_accuracy), "accuracy_inside": num(self.accuracy_inside),
+                "accuracy_beyond": num(self.accuracy_beyond), "test_length": int(self.steps[-1])}
+
+    def sentence(self) -> str:
+        return (f"a linear probe for the {self.target} trained on steps 1-{self.train_length} reads it with "
+                f"accuracy {_num(self.accuracy_inside)} there and {_num(self.accuracy_beyond)} at steps "
+                f"{self.train_length + 1}-{int(self.steps[-1])}")
+
+    def plot(self, ax=None, chance=None):
+        from analyses.plot.probing import plot_probe_accuracy
+
+        return plot_probe_accuracy(self, ax=ax, chance=chance)
 
 
 def probe_accuracy_by_step(model, task, train_length: int = 10, test_length: int = 100,
@@ -206,8 +225,8 @@ def _valid_rows(task, alt: np.ndarray, base: np.ndarray) -> np.ndarray:
     return np.all(kind[alt] == kind[base], axis=1)
 
 
-@dataclass
-class PatchingResult:
+@dataclass(repr=False)
+class PatchingResult(Result):
     """Effects of patching clean activations into corrupted runs, per (site, step)."""
 
     sites: list[str]
@@ -221,10 +240,41 @@ class PatchingResult:
     accuracy_ci: np.ndarray      # (n_sites, S, 2)
     ci: float
 
-    def plot(self, **kw):
-        from analyses.plot_probing import plot_patching
+    def summary(self) -> dict:
+        """JSON-safe summary: recovered fraction per site at the answer step, with its interval."""
+        return {"sites": list(self.sites), "steps": [int(s) for s in self.steps],
+                "n_pairs": int(self.logit_diff.shape[-1]), "ci": float(self.ci),
+                "answer_recovery": {site: float(self.recovery[i, -1]) for i, site in enumerate(self.sites)},
+                "answer_recovery_ci": {site: [float(x) for x in self.recovery_ci[i, -1]]
+                                       for i, site in enumerate(self.sites)},
+                "answer_accuracy": {site: float(self.accuracy[i, -1]) for i, site in enumerate(self.sites)}}
 
-        return plot_patching(self, **kw)
+    def sentence(self, changed_step: int | None = None) -> str:
+        """The recovered logit difference per site (with its bootstrap interval) at the answer
+        step, and one step before and at ``changed_step`` when given."""
+        steps = [int(s) for s in self.steps]
+        picks = []
+        if changed_step is not None:
+            picks += [(changed_step - 1, f"step {changed_step - 1} (before the change)"),
+                      (changed_step, f"step {changed_step} (the changed token)")]
+        picks.append((steps[-1], f"step {steps[-1]} (answer)"))
+        parts = []
+        for i, site in enumerate(self.sites):
+            cells = []
+            for step, label in picks:
+                if step not in steps:
+                    continue
+                j = steps.index(step)
+                lo, hi = self.recovery_ci[i, j]
+                cells.append(f"{label} {_num(self.recovery[i, j])} [{_num(lo)}, {_num(hi)}]")
+            parts.append(f"{site}: " + ", ".join(cells))
+        return (f"recovered fraction of the clean−corrupted logit difference ({int(round(100 * self.ci))}% "
+                f"bootstrap intervals over {self.logit_diff.shape[-1]} pairs) — " + "; ".join(parts))
+
+    def plot(self, ax=None, kind: str = "recovery"):
+        from analyses.plot.probing import plot_patching
+
+        return plot_patching(self, ax=ax, kind=kind)
 
 
 def _answer_logits(model, tokens, fwd_hooks=()):
@@ -380,8 +430,8 @@ def sweep_task(model, task, n_pairs: int = 32, length: int = 50, position: int |
 # ----------------------------------------------------------------------------- transplant
 
 
-@dataclass
-class TransplantResult:
+@dataclass(repr=False)
+class TransplantResult(Result):
     """Does the model continue from the transplanted state?"""
 
     t_patch: int
@@ -392,10 +442,21 @@ class TransplantResult:
     per_step_b: np.ndarray          # (T - t_patch,) match fraction per step (informative only)
     n_informative: int              # (pair, step) cells where the two hypotheses differ
 
-    def plot(self, **kw):
-        from analyses.plot_probing import plot_transplant
+    def summary(self) -> dict:
+        """JSON-safe summary of the transplant test."""
+        return {"t_patch": int(self.t_patch), "match_b_continued": float(self.match_b_continued),
+                "match_a": float(self.match_a), "control_match_b_continued": float(self.control_match_b_continued),
+                "n_informative": int(self.n_informative)}
 
-        return plot_transplant(self, **kw)
+    def sentence(self) -> str:
+        return (f"after transplanting B's state at step {self.t_patch}, {_num(self.match_b_continued)} of "
+                f"{self.n_informative} informative predictions continue B (control without the patch: "
+                f"{_num(self.control_match_b_continued)}; A's own labels: {_num(self.match_a)})")
+
+    def plot(self, ax=None):
+        from analyses.plot.probing import plot_transplant
+
+        return plot_transplant(self, ax=ax)
 
 
 def state_transplant(model, task, n_pairs: int = 256, length: int = 40, t_patch: int = 20,

@@ -1,4 +1,4 @@
-"""The persistent subspace: where a bilinear model's normalised states live after transients die.
+"""The persistent subspace: where a bilinear model's normalized states live after transients die.
 
 A trained model need not be an exact representation on everything its short words reach: the
 identity initialisation and non-invertible parts leave directions that the dynamics shrink
@@ -7,18 +7,18 @@ orbit states keeps those directions, and the restricted matrices then do not for
 representation even when the model generalises perfectly. The group (or automaton) acts on the
 *persistent* part: the span of states seen after a burn-in.
 
-`persistent_subspace_from_matrices` runs the normalised dynamics `h_t = A_{x_t} h_{t-1} /
+`persistent_subspace_from_matrices` runs the normalized dynamics `h_t = A_{x_t} h_{t-1} /
 ||.||` on random token sequences from `h0`, stacks the states at steps `burn_in .. burn_in +
 n_steps`, and takes their principal directions. Its dimension is cut at the largest relative
 first gap of at least `min_gap` (5) in the singular values among cuts whose first dropped value
 is below `rtol` (0.2, relative to the largest): an exact construction has a floor at rounding level (1e-15) and the cut is exact; a
-trained model has a floor at the level of its residual wobble (measured: about 2e-2 on the
-first zoo), below a gap of a factor 30-50.
+trained model has a floor at the level of its residual wobble (measured: about 2e-2 on trained zoo
+models), below a gap of a factor 30-50.
 
 Everything is reported, never hidden: the singular values, the gap, the invariance residual
 `max_v ||A_v Q - Q Qᵀ A_v Q|| / ||A_v Q||` (0 iff the subspace is exactly invariant), the
 dimension of the short-word (Krylov) span and the transient part (its dimension minus the
-persistent one), and the largest spectral radius of the scale-normalised matrices on the
+persistent one), and the largest spectral radius of the scale-normalized matrices on the
 orthogonal complement with the decay length it implies.
 
 For an exact construction the persistent subspace equals the reachable subspace and the
@@ -31,34 +31,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["normalised_step", "PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace",
-           "late_states", "krylov_subspace"]
+from analyses._result import Result
+from analyses._core import model_transitions, normalized_step, reachable_subspace
 
-
-def krylov_subspace(A: np.ndarray, h0: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
-    """Orthonormal basis [H, r] of the smallest subspace containing h0 and invariant under all A_v.
-
-    Thin wrapper so callers need one import (the implementation lives in `analyses.spectra`).
-    """
-    from analyses.spectra import reachable_subspace
-
-    return reachable_subspace(A, h0, rtol=rtol)
-
-
-def normalised_step(A: np.ndarray, tokens: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """One step of the normalised dynamics for a batch: ``A[tokens[n]] h[n] / ||.||``.
-
-    A : [V, H, H]; tokens : int [N]; h : [N, H]. A state killed to 0 stays 0 (spans nothing).
-    The one numpy recurrence the analyses share (late states, drift, snapped accuracy).
-    """
-    h = np.einsum("nij,nj->ni", A[tokens], h)
-    n = np.linalg.norm(h, axis=1, keepdims=True)
-    return h / np.where(n > 0, n, 1.0)
+__all__ = ["PersistentSubspace", "persistent_subspace_from_matrices", "persistent_subspace", "late_states"]
 
 
 def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int = 100,
                 n_sequences: int = 64, seed: int = 0, token_probs: np.ndarray | None = None) -> np.ndarray:
-    """Unit states of the normalised dynamics at steps burn_in+1 .. burn_in+n_steps.
+    """Unit states of the normalized dynamics at steps burn_in+1 .. burn_in+n_steps.
 
     Parameters
     ----------
@@ -88,14 +69,14 @@ def late_states(A: np.ndarray, h0: np.ndarray, burn_in: int = 200, n_steps: int 
     h = np.tile(h0 / n0, (n_sequences, 1))
     out = np.empty((n_steps, n_sequences, A.shape[1]))
     for t in range(burn_in + n_steps):
-        h = normalised_step(A, toks[t], h)
+        h = normalized_step(A, toks[t], h)
         if t >= burn_in:
             out[t - burn_in] = h
     return out.reshape(-1, A.shape[1])
 
 
-@dataclass
-class PersistentSubspace:
+@dataclass(repr=False)
+class PersistentSubspace(Result):
     """Where the states live after transients: basis, its evidence, and the transient part.
 
     Shapes: H hidden size, r persistent dimension.
@@ -122,7 +103,8 @@ class PersistentSubspace:
         """Short-word span dimension minus persistent dimension."""
         return max(0, self.reachable_dimension - self.dimension)
 
-    def to_dict(self) -> dict:
+    def summary(self) -> dict:
+        """JSON-safe summary (kept under ``persistent_subspace`` in the spectra and representation keys)."""
         def num(x):
             x = float(x)
             return x if math.isfinite(x) else None
@@ -141,6 +123,16 @@ class PersistentSubspace:
             "burn_in": int(self.burn_in),
         }
 
+    def sentence(self) -> str:
+        return (f"states settle in a {self.dimension}-dim persistent subspace after {int(self.burn_in)} steps "
+                f"(short words reach {int(self.reachable_dimension)} dims; gap {self.gap:.3g}, "
+                f"invariance residual {self.invariance_residual:.1e})")
+
+    def plot(self, ax=None):
+        from analyses.plot.spectra import plot_persistent_subspace
+
+        return plot_persistent_subspace(self, ax=ax)
+
 
 def _cut(sv: np.ndarray, rtol: float, min_gap: float) -> tuple[int, float]:
     """Persistent dimension from relative singular values (descending).
@@ -156,7 +148,7 @@ def _cut(sv: np.ndarray, rtol: float, min_gap: float) -> tuple[int, float]:
     if not cands:
         return n, math.inf
     gaps = [sv[r - 1] / sv[r] if sv[r] > 0 else math.inf for r in cands]
-    for r, g in zip(cands, gaps):
+    for r, g in zip(cands, gaps, strict=True):
         if g >= min_gap:
             return r, float(g)
     i = int(np.argmax(gaps))
@@ -206,7 +198,7 @@ def persistent_subspace_from_matrices(A, h0, burn_in: int = 200, n_steps: int = 
     B = np.swapaxes(Q, 0, 1)[None] @ AQ
     den = np.linalg.norm(AQ, axis=(1, 2))
     inv = float(np.max(np.linalg.norm(AQ - Q[None] @ B, axis=(1, 2)) / np.where(den > 0, den, 1.0))) if r else 0.0
-    reach = krylov_subspace(A, h0, rtol=reach_rtol).shape[1]
+    reach = reachable_subspace(A, h0, rtol=reach_rtol).shape[1]
     H = A.shape[1]
     radius = 0.0
     if 0 < r < H:
@@ -230,8 +222,6 @@ def persistent_subspace(model, task=None, **kw) -> PersistentSubspace:
     ``task`` is accepted for symmetry with the other analyses (tokens are drawn uniformly, the
     distribution of every task here); ``**kw`` go to `persistent_subspace_from_matrices`.
     """
-    from analyses.spectra import model_transitions
-
     A, h0 = model_transitions(model)
     if h0 is None:
         raise ValueError("model has no h0: the persistent subspace needs a start state")

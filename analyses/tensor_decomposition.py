@@ -38,6 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analyses._result import Result
+from analyses._result import format_number as _num
+
 
 def transition_tensor(A: np.ndarray, normalize: str | None = "frobenius") -> np.ndarray:
     """Token tensor ``W[i, j, v] = A_v[i, j] / s_v``.
@@ -70,14 +73,14 @@ def transition_tensor(A: np.ndarray, normalize: str | None = "frobenius") -> np.
 
 def model_transition_tensor(model, normalize: str | None = "frobenius") -> np.ndarray:
     """``transition_tensor`` of a bilinear model (baselines raise ValueError). Shape (H, H, V)."""
-    from analyses.spectra import model_transitions
+    from analyses._core import model_transitions
 
     A, _ = model_transitions(model)
     return transition_tensor(A, normalize)
 
 
-@dataclass
-class CPResult:
+@dataclass(repr=False)
+class CPResult(Result):
     """Rank-R CP decomposition ``W ~ sum_r weights[r] out[:, r] (x) inp[:, r] (x) gates[:, r]``."""
 
     rank: int
@@ -87,18 +90,45 @@ class CPResult:
     gates: np.ndarray     # (V, R) token gates, each column scaled to max |gate| = 1
     rel_error: float      # ||W - W_hat||_F / ||W||_F
 
+    def summary(self) -> dict:
+        return {"rank": int(self.rank), "rel_error": float(self.rel_error),
+                "weights": [float(w) for w in self.weights]}
 
-@dataclass
-class RankCurve:
+    def sentence(self) -> str:
+        return f"rank-{self.rank} CP decomposition of the transition tensor, relative error {_num(self.rel_error)}"
+
+    def plot(self, ax=None, token_names=None):
+        from analyses.plot.spectra import plot_token_gates
+
+        return plot_token_gates(self, token_names=token_names, ax=ax)
+
+
+@dataclass(repr=False)
+class RankCurve(Result):
     """Relative reconstruction error against rank."""
 
     method: str            # "cp" or "tucker"
     ranks: list            # CP: ints; Tucker: (r_out, r_in, r_tok) tuples
     rel_errors: np.ndarray  # (len(ranks),)
 
+    def summary(self) -> dict:
+        return {"method": self.method, "ranks": [list(r) if np.ndim(r) else int(r) for r in self.ranks],
+                "rel_errors": [float(e) for e in self.rel_errors]}
+
+    def sentence(self) -> str:
+        r = self.rank_for(1e-3)
+        return (f"{self.method} reconstruction error falls from {_num(self.rel_errors[0])} to "
+                f"{_num(self.rel_errors[-1])} over ranks {self.ranks[0]}..{self.ranks[-1]}; "
+                + (f"rank {r} reaches 1e-3" if r is not None else "no rank tried reaches 1e-3"))
+
+    def plot(self, ax=None):
+        from analyses.plot.spectra import plot_rank_curves
+
+        return plot_rank_curves(self, ax=ax)
+
     def rank_for(self, rtol: float = 1e-3):
         """Smallest rank whose relative error is <= rtol, or None."""
-        for r, e in zip(self.ranks, self.rel_errors):
+        for r, e in zip(self.ranks, self.rel_errors, strict=True):
             if e <= rtol:
                 return r
         return None
@@ -162,14 +192,25 @@ def cp_rank_curve(W: np.ndarray, max_rank: int = 6, **kw) -> RankCurve:
     return RankCurve("cp", ranks, errs)
 
 
-@dataclass
-class TuckerResult:
+@dataclass(repr=False)
+class TuckerResult(Result):
     ranks: tuple           # (r_out, r_in, r_tok)
     core: np.ndarray       # (r_out, r_in, r_tok)
     out: np.ndarray        # (H, r_out) orthonormal
     inp: np.ndarray        # (H, r_in) orthonormal
     tokens: np.ndarray     # (V, r_tok) orthonormal
     rel_error: float
+
+    def summary(self) -> dict:
+        return {"ranks": [int(r) for r in self.ranks], "rel_error": float(self.rel_error)}
+
+    def sentence(self) -> str:
+        return f"Tucker decomposition with multilinear ranks {tuple(int(r) for r in self.ranks)}, relative error {_num(self.rel_error)}"
+
+    def plot(self, ax=None):
+        from analyses.plot.spectra import plot_tucker_core
+
+        return plot_tucker_core(self, ax=ax)
 
 
 def tucker_decompose(W: np.ndarray, ranks, n_iter_max: int = 100, seed: int = 0) -> TuckerResult:
@@ -179,7 +220,7 @@ def tucker_decompose(W: np.ndarray, ranks, n_iter_max: int = 100, seed: int = 0)
 
     W = _check_tensor(W)
     ranks = tuple(int(r) for r in (ranks if np.ndim(ranks) else (ranks,) * 3))
-    if len(ranks) != 3 or any(r < 1 or r > n for r, n in zip(ranks, W.shape)):
+    if len(ranks) != 3 or any(r < 1 or r > n for r, n in zip(ranks, W.shape, strict=True)):
         raise ValueError(f"ranks must be 3 ints in 1..{W.shape}; got {ranks}")
     core, factors = tucker(tl.tensor(W), rank=list(ranks), n_iter_max=n_iter_max,
                            random_state=seed, init="svd")
@@ -208,8 +249,8 @@ def multilinear_ranks(W: np.ndarray, rtol: float = 1e-6) -> tuple[tuple[int, int
     return ranks, svs
 
 
-@dataclass
-class InteractionResult:
+@dataclass(repr=False)
+class InteractionResult(Result):
     """Symmetric eigendecomposition of the readout-contracted interaction matrices (module doc)."""
 
     M: np.ndarray                 # (C, H, V) M_c[j, v] = sum_i W_U[i, c] W[i, j, v]
@@ -218,6 +259,19 @@ class InteractionResult:
     token_weights: np.ndarray     # (C, n_top, V) v_k (unit) of the positive eigenvalues
     strengths: np.ndarray         # (C, n_top) s_k = 2 * eigenvalue (singular values of M_c)
     effective_rank: np.ndarray    # (C,) number of s_k > rtol * s_1
+
+    def summary(self) -> dict:
+        return {"effective_rank": [int(r) for r in self.effective_rank],
+                "strengths": [[float(x) for x in row] for row in self.strengths]}
+
+    def sentence(self) -> str:
+        return (f"readout-weighted interaction matrices of {len(self.effective_rank)} classes have effective "
+                f"ranks {[int(r) for r in self.effective_rank]}")
+
+    def plot(self, ax=None, classes=None):
+        from analyses.plot.spectra import plot_interaction_spectrum
+
+        return plot_interaction_spectrum(self, classes=classes, ax=ax)
 
 
 def interaction_matrices(W: np.ndarray, W_U: np.ndarray, n_top: int = 4,
@@ -263,13 +317,27 @@ def interaction_matrices(W: np.ndarray, W_U: np.ndarray, n_top: int = 4,
     return InteractionResult(M, eigs, U, T, S, eff)
 
 
-@dataclass
-class DecompositionReport:
+@dataclass(repr=False)
+class DecompositionReport(Result):
     cp_curve: RankCurve
     tucker_curve: RankCurve
     multilinear_ranks: tuple
     cp: CPResult                  # at the smallest rank reaching cp_rtol (or max_rank)
     interactions: InteractionResult | None
+
+    def summary(self) -> dict:
+        return {"multilinear_ranks": [int(r) for r in self.multilinear_ranks], "cp": self.cp.summary(),
+                "cp_curve": self.cp_curve.summary(), "tucker_curve": self.tucker_curve.summary(),
+                "interactions": self.interactions.summary() if self.interactions is not None else None}
+
+    def sentence(self) -> str:
+        return (f"transition tensor of multilinear ranks {tuple(int(r) for r in self.multilinear_ranks)}; "
+                + self.cp.sentence())
+
+    def plot(self, ax=None):
+        from analyses.plot.spectra import plot_rank_curves
+
+        return plot_rank_curves(self.cp_curve, self.tucker_curve, ax=ax)
 
 
 def decompose_model(model, max_rank: int = 6, cp_rtol: float = 1e-2, n_top: int = 4,

@@ -37,7 +37,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     from analyses.automata_extraction import extract_automaton, sample_tokens
     from analyses.probing import make_patching_pairs, patching_sweep
-    from analyses.spectra import spectra
+    from analyses.spectral import spectra
     from analyses.tensor_decomposition import decompose_model
     from workbench.constructions import construct
     from workbench.tasks import make_task
@@ -72,7 +72,7 @@ def main(argv=None):
               f"linkage, method='linkage'): {t_a5_old:.2f} s, isomorphic={r5o.isomorphic}, "
               f"stable={r5o.stable}")
         from analyses.drift import state_drift
-        from analyses.idealize import idealize
+        from analyses.groups.snapping import snap_transitions
         from workbench.training import evaluate
 
         t_dr, dr = _best(lambda: state_drift(a5, a5_task), args.repeats)
@@ -80,7 +80,7 @@ def main(argv=None):
         print(f"trained groupA5_full_s0 state drift (64 sequences x 2000 steps, numpy): {t_dr:.2f} s; "
               f"reference: the model's own evaluation at length 2000 on 64 sequences {t_ev:.2f} s; "
               f"predicted break {dr.predicted_break_length:,.0f}")
-        t_id, idl = _best(lambda: idealize(a5, a5_task, lengths=(500, 5000)), 1)
+        t_id, idl = _best(lambda: snap_transitions(a5, a5_task, lengths=(500, 5000)), 1)
         print(f"trained groupA5_full_s0 snap to exact + accuracy at 500 and 5000, learned and snapped "
               f"(128 sequences each): {t_id:.2f} s; {idl.sentence()}")
 

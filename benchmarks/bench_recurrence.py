@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_recurrence.py [--repeats 5] [--T 512] [--B 256] [--H 64] [--V 8]
 
 Prints tokens/s of the whole model (embedding -> recurrence -> readout) forward (no grad) and
-forward+backward (training mode, no normalisation) for each variant, the ratio to nn.RNN
+forward+backward (training mode, no normalization) for each variant, the ratio to nn.RNN
 with the same sizes and a linear readout, the cost of run_with_cache of all states relative
 to a plain forward (eval mode), and a V=120 run (A5 element tokens) of `full` showing which
 dense method the cost model picks. Ratios are medians over --repeats of alternately timed pairs (reference, candidate), which
@@ -18,6 +18,7 @@ import time
 import torch
 
 from workbench.models import ModelConfig, build_model, choose_dense_method
+from workbench.variants import BILINEAR_VARIANTS
 
 
 def median_time(fn, repeats):
@@ -40,7 +41,11 @@ def paired_ratio(ref, fn, repeats):
     ref(), fn()
     times, ratios = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter(); ref(); t1 = time.perf_counter(); fn(); t2 = time.perf_counter()
+        t0 = time.perf_counter()
+        ref()
+        t1 = time.perf_counter()
+        fn()
+        t2 = time.perf_counter()
         times.append(t2 - t1)
         ratios.append((t1 - t0) / (t2 - t1))
     return statistics.median(times), statistics.median(ratios)
@@ -76,17 +81,16 @@ def main(argv=None):
     print(f"B={B} T={T} H={H} V={V}, 1 thread, torch {torch.__version__}, median of {args.repeats}")
     print(f"{'model':<16}{'fwd tok/s':>12}{'ratio':>8}{'fwd+bwd tok/s':>16}{'ratio':>8}")
     print(f"{'nn.RNN(tanh)':<16}{ntok / ref_f:>12,.0f}{1.0:>8.2f}{ntok / ref_fb:>16,.0f}{1.0:>8.2f}")
-    variants = [("full", {}), ("cp", {"rank": H}), ("block", {"block_size": 8}),
-                ("rotation", {}), ("complex_diag", {}), ("real_diag", {}),
-                ("positive_diag", {})]
-    for name, kw in variants:
+    options = {"cp": {"rank": H}, "block": {"block_size": 8}}
+    for name in BILINEAR_VARIANTS:
+        kw = options.get(name, {})
         m = build_model(ModelConfig(name, V, H, C, **kw)).train()
 
-        def fwd():
+        def fwd(m=m):
             with torch.no_grad():
                 m(tokens, normalize=False)
 
-        def fb():
+        def fb(m=m):
             m(tokens, normalize=False).sum().backward()
 
         tf, rf = paired_ratio(rnn_fwd, fwd, args.repeats)
@@ -94,15 +98,15 @@ def main(argv=None):
         label = name + (f" r={kw['rank']}" if "rank" in kw else f" b={kw['block_size']}" if "block_size" in kw else "")
         print(f"{label:<16}{ntok / tf:>12,.0f}{rf:>8.2f}{ntok / tfb:>16,.0f}{rfb:>8.2f}")
 
-    print("\nrun_with_cache of every state (eval mode, normalised) vs plain forward:")
+    print("\nrun_with_cache of every state (eval mode, normalized) vs plain forward:")
     for name, kw in (("full", {}), ("real_diag", {})):
         m = build_model(ModelConfig(name, V, H, C, **kw)).eval()
 
-        def plain():
+        def plain(m=m):
             with torch.no_grad():
                 m(tokens)
 
-        def cached():
+        def cached(m=m):
             with torch.no_grad():
                 m.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_state"))
 

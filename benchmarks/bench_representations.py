@@ -29,9 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analyses import comparison, representations  # noqa: E402
+from analyses.groups import comparison, representations  # noqa: E402
 from workbench.constructions import construct, disguise  # noqa: E402
-from workbench.models import ModelConfig, build_model  # noqa: E402
 from workbench.tasks import make_task  # noqa: E402
 
 

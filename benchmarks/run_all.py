@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 SCRIPTS = ["bench_recurrence.py", "bench_groups.py", "bench_sampling.py",
-           "bench_representations.py", "bench_analyses.py"]
+           "bench_representations.py", "bench_analyses.py", "bench_transformer.py"]
 
 
 def main() -> int:

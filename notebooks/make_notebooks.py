@@ -77,11 +77,11 @@ NOTEBOOKS["02_hooks_and_patching"] = [
            "the answer. We write the clean activation into the corrupted run at one (site, step) "
            "and measure how much of the clean−corrupted logit difference comes back, with bootstrap "
            "intervals over pairs."),
-    ("code", 'from analyses.figures import Findings, Zoo, patching_map\n'
-             'from analyses.figures.findings import patching_changed_step, patching_sentence\n'
+    ("code", 'from analyses.reporting.figures import Findings, Zoo, patching_map\n'
+             'from analyses.reporting.figures.findings import patching_changed_step\n'
              'findings = Findings(Zoo.open())\n'
              'res = findings.patching("modarith5_full_s0")\n'
-             'print(patching_sentence(res, patching_changed_step(task)))\n'
+             'print(res.sentence(patching_changed_step(task)))\n'
              'patching_map(res);'),
     ("md", "The state carries the difference from the changed token to the answer; the readout "
            "site matters only at the answer step; the embedding only at the changed token itself."),
@@ -93,16 +93,15 @@ NOTEBOOKS["03_transition_spectra"] = [
            "`h_0`. A model that adds mod m exactly has eigenvalues on the unit circle at m-th roots of "
            "unity; a phase error ε per step reaches the decision boundary after about π/(m ε) steps."),
     ("code", SETUP),
-    ("code", 'from analyses.figures import Findings, Zoo, spectra_panels, unit_circle_spectra\n'
-             'from analyses.figures.findings import spectra_sentence\n'
+    ("code", 'from analyses.reporting.figures import Findings, Zoo, spectra_panels, unit_circle_spectra\n'
              'findings = Findings(Zoo.open())\n'
              'panels = spectra_panels(findings, "cyclic:5")\n'
              'for title, res in panels:\n'
-             '    print(title, "->", spectra_sentence(res))\n'
+             '    print(title, "->", res.sentence())\n'
              'unit_circle_spectra(panels);'),
     ("md", "Does the spectrum predict where accuracy breaks? `break_prediction_check` compares the "
            "predicted break length with measured accuracy per length."),
-    ("code", 'from analyses.spectra import break_prediction_check\n'
+    ("code", 'from analyses.spectral import break_prediction_check\n'
              'name = findings.zoo.pick("cyclic:5", "rotation") or "cyclic5_full_s0"\n'
              'model, task = workbench.load_checkpoint(name)\n'
              'print(name, break_prediction_check(model, task, lengths=(10, 50, 500), n_sequences=128))'),
@@ -114,13 +113,13 @@ NOTEBOOKS["04_group_representations"] = [
            "each token's scale removed, should form a representation of the group. Characters "
            "(traces) say which irreps it contains, independently of the basis."),
     ("code", SETUP),
-    ("code", 'from analyses.representations import recover_representation\n'
-             'from analyses.figures import characters_vs_table, irrep_multiplicities\n'
+    ("code", 'from analyses.groups.representations import recover_representation\n'
+             'from analyses.reporting.figures import characters_vs_table, irrep_multiplicities\n'
              'model, task = workbench.load_checkpoint("groupS3_full_s0")\n'
              's3 = recover_representation(model, task)\n'
              'print(s3.sentence())\n'
              'characters_vs_table(s3);'),
-    ("code", 'from analyses.plot_representations import plot_change_of_basis\n'
+    ("code", 'from analyses.plot.representations import plot_change_of_basis\n'
              'plot_change_of_basis(s3);'),
     ("code", 'model, task = workbench.load_checkpoint("groupA5_full_s0")\n'
              'a5 = recover_representation(model, task)\n'
@@ -133,19 +132,19 @@ NOTEBOOKS["04_group_representations"] = [
            "short lengths. `analyses.drift` measures the walk and predicts the length at which it "
            "crosses half the distance to the nearest other state; the accuracy beside it is measured."),
     ("code", 'from analyses.drift import state_drift\n'
-             'from analyses.plot_drift import plot_drift\n'
+             'from analyses.plot.drift import plot_drift\n'
              'from workbench.training import evaluate\n'
              'drift = state_drift(model, task, max_length=2000)\n'
              'print(drift.sentence())\n'
              'print("measured accuracy:", evaluate(model, task, [500, 2000, 5000], n_sequences=128))\n'
              'plot_drift(drift, title="A5, full: state drift");'),
     ("md", "## Is the named representation the mechanism? Snap to it\n\n"
-           "`analyses.idealize` replaces the learned transitions, on the subspace the analysis uses, by "
+           "`analyses.groups.snapping` replaces the learned transitions, on the subspace the analysis uses, by "
            "the exact representation it names (same basis, same token scales, the model's own start "
            "state and readout) and measures accuracy again. If the snapped model holds at lengths "
            "where the learned one fails, the ~1e-2 deviation is what limits length generalisation."),
-    ("code", 'from analyses.idealize import idealize\n'
-             'snap = idealize(model, task, lengths=(500, 2000, 5000), rep=a5)\n'
+    ("code", 'from analyses.groups.snapping import snap_transitions\n'
+             'snap = snap_transitions(model, task, lengths=(500, 2000, 5000), rep=a5)\n'
              'print(snap.sentence())'),
 ]
 
@@ -156,61 +155,61 @@ NOTEBOOKS["05_learned_vs_constructed"] = [
            "basis, a scale per token and per irreducible block? And does it behave the same when its "
            "transitions are swapped for the transported construction (a causal test at length 500)?"),
     ("code", SETUP),
-    ("code", 'from analyses.comparison import compare_models\n'
-             'from analyses.figures import comparison_figure\n'
+    ("code", 'from analyses.groups.comparison import compare_models\n'
+             'from analyses.reporting.figures import comparison_figure\n'
              'model, task = workbench.load_checkpoint("groupS3_full_s0")\n'
-             'result, learned, constructed = compare_models(model, task, n_sequences=32)\n'
+             'result = compare_models(model, task, n_sequences=32)\n'
              'print(result.sentence())\n'
              'comparison_figure(result);'),
     ("md", "Against the construction through the *learned* irreps instead of the FSM tensor "
            "(`comparison.summarize` builds it with `construct(task, \"full\", representation=...)`):"),
-    ("code", 'from analyses.comparison import summarize\n'
+    ("code", 'from analyses.groups.comparison import summarize\n'
              'summary = summarize(model, task)\n'
              'print(summary["matched"]["sentence"] if "matched" in summary else "learned model is not faithful: no matched construction")'),
 ]
 
 NOTEBOOKS["06_automaton_extraction"] = [
     ("md", "# Automaton extraction\n\n"
-           "Cluster the normalised hidden states, read the transitions between clusters by majority "
+           "Cluster the normalized hidden states, read the transitions between clusters by majority "
            "vote, minimise, and compare with the task's minimal automaton. A model that generalises "
            "gives tight, well-separated clusters and an isomorphic machine."),
     ("code", SETUP),
     ("code", 'from analyses.automata_extraction import extract_automaton\n'
-             'from analyses.figures import automaton_graph\n'
+             'from analyses.reporting.figures import automaton_graph\n'
              'model, task = workbench.load_checkpoint("fsm5_full_s0")\n'
              'res = extract_automaton(model, task)\n'
-             'print(res.sentence)\n'
+             'print(res.sentence())\n'
              'automaton_graph(res, task);'),
     ("md", "A variant that cannot hold this machine (block size 2, if the zoo has it):"),
-    ("code", 'from analyses.figures import Zoo\n'
+    ("code", 'from analyses.reporting.figures import Zoo\n'
              'name = Zoo.open().pick("fsm:5", "block2")\n'
              'if name is None:\n'
              '    print("no fsm:5 block2 model in this zoo")\n'
              'else:\n'
              '    model, task = workbench.load_checkpoint(name)\n'
-             '    print(name, "->", extract_automaton(model, task).sentence)'),
+             '    print(name, "->", extract_automaton(model, task).sentence())'),
 ]
 
 NOTEBOOKS["07_hierarchy_table"] = [
     ("md", "# Reproducing the hierarchy table\n\n"
-           "Chance-normalised accuracy at length 500, our zoo (median / best over seeds) beside the "
+           "Chance-normalized accuracy at length 500, our zoo (median / best over seeds) beside the "
            "paper's numbers. The table comes from the checkpoints' `metrics.json` files: nothing is "
            "retrained here. Rebuild the zoo with `make zoo`."),
     ("code", SETUP),
     ("code", 'from IPython.display import Markdown\n'
              'from workbench import zoo as Z\n'
-             'from analyses.figures import Zoo\n'
+             'from analyses.reporting.figures import Zoo\n'
              'zoo = Zoo.open()\n'
              'print(len(zoo.rows), "runs in", zoo.root)\n'
              'Markdown(Z.reproduction_table(zoo.rows))'),
-    ("code", 'from analyses.figures import FIGURES, Findings\n'
+    ("code", 'from analyses.reporting.figures import FIGURES, Findings\n'
              'findings = Findings(zoo)\n'
              'FIGURES["hierarchy"].make(findings);'),
     ("code", 'FIGURES["accuracy_vs_length"].make(findings);'),
 ]
 
 
-def build(name: str, cells) -> "nbformat.NotebookNode":
+def build(name: str, cells):
     import nbformat
 
     nb = nbformat.v4.new_notebook()

@@ -6,6 +6,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import torch
+import torch  # noqa: E402 (the thread variables above must be set before torch loads BLAS)
 
 torch.set_num_threads(1)

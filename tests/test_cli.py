@@ -70,12 +70,12 @@ def test_bad_checkpoint_in_process(tmp_path, capsys):
     assert err.count("\n") == 1 and "truncated" in err
 
 
-def test_eval_prints_raw_and_normalised(tmp_path, capsys):
+def test_eval_prints_raw_and_normalized(tmp_path, capsys):
     ck = _tiny_checkpoint(tmp_path / "ck")
     assert main(["eval", str(ck), "--lengths", "5,20", "--n", "32"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("cyclic:3") and "chance=0.3333" in out[0]
-    assert out[1].split() == ["length", "accuracy", "normalised"]
+    assert out[1].split() == ["length", "accuracy", "normalized"]
     rows = [line.split() for line in out[2:]]
     assert [r[0] for r in rows] == ["5", "20"]
     for _, acc, norm in rows:
@@ -98,7 +98,7 @@ def test_train_command_writes_checkpoint(tmp_path, capsys):
 
 
 def test_analyze_and_report_missing_modules(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "analyses.report", None)
+    monkeypatch.setitem(sys.modules, "analyses.reporting.report", None)
     assert main(["report", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "report is not available" in err

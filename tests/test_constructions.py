@@ -130,7 +130,7 @@ def test_bad_requests_raise():
 def test_direct_sum_construction_reaches_every_summand():
     """The start state has a component in every summand, so the model reaches (and the
     representation analysis finds) the whole direct sum asked for."""
-    from analyses.representations import recover_representation
+    from analyses.groups.representations import recover_representation
 
     task = make_task("group:S3")
     res = recover_representation(construct(task, "full", ["2a", "trivial"]), task)

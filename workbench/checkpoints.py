@@ -5,7 +5,7 @@ A checkpoint is a folder::
     model.safetensors   weights (safetensors only: loading never runs code, no pickle anywhere)
     config.json         format_version, model config, task spec, training config, versions, seed,
                         and the SHA-256 of model.safetensors
-    metrics.json        accuracy per length (raw and chance-normalised), train time, steps
+    metrics.json        accuracy per length (raw and chance-normalized), train time, steps
 
 The danger this module guards against is a checkpoint that loads *silently wrong*: a truncated
 copy, a hand-edited config whose hidden size no longer matches the weights, a flipped byte in a
@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.variants import VARIANTS
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -34,10 +36,7 @@ INDEX_FILE = "index.json"
 
 #: Variants ``workbench.models.build_model`` accepts (internals.md). Checked before building so
 #: that a hand-edited variant gets a message naming the accepted forms.
-KNOWN_VARIANTS = (
-    "full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-    "lstm", "gru", "elman", "transformer",
-)
+KNOWN_VARIANTS = VARIANTS
 
 # safetensors dtype names -> bytes per element (the ones torch can produce).
 _ST_ITEMSIZE = {
@@ -242,7 +241,9 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
     ----------
     path : folder to create or overwrite.
     model : a ``workbench.models`` module with a ``cfg`` (ModelConfig) attribute.
-    task_spec : the spec ``make_task`` accepts, e.g. ``"cyclic:5"``.
+    task_spec : the spec ``make_task`` accepts, e.g. ``"cyclic:5"``, or the ``Task`` itself. A
+        user automaton (``automaton:PATH.json``, ``Task.from_automaton``) is stored in
+        ``config.json`` under ``"automaton"``, so loading never needs the file again.
     train_config : JSON-safe training settings (recorded, not interpreted here).
     metrics : JSON-safe metrics (``accuracy`` {length: acc}, ``normalized_accuracy``, ...).
     seed : the training seed (defaults to ``train_config["seed"]``).
@@ -253,6 +254,7 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
 
     path = Path(path)
     cfg = _model_config_of(model)
+    task_spec, automaton = _task_entry(task_spec)
     state = model.state_dict()
     for name, t in state.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
@@ -267,6 +269,8 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
         "versions": package_versions(),
         "weights_sha256": sha256_bytes(blob),
     }
+    if automaton is not None:
+        config["automaton"] = automaton
     path.mkdir(parents=True, exist_ok=True)
     # Order matters: weights, metrics, then config (which carries the weights' hash). A crash
     # before config.json is replaced leaves a hash mismatch that load_checkpoint reports.
@@ -276,8 +280,40 @@ def save_checkpoint(path: str | os.PathLike, model, task_spec: str, train_config
     return path
 
 
+def _task_entry(task) -> tuple[str, dict | None]:
+    """(spec, stored automaton or None) of a spec string or Task."""
+    if isinstance(task, str):
+        if not task.strip().startswith("automaton"):
+            return task, None
+        from workbench.tasks import make_task
+
+        task = make_task(task)
+    if not hasattr(task, "automaton_record") or not isinstance(getattr(task, "spec", None), str):
+        raise ValueError(f"task_spec must be a task spec string or a Task, got {type(task).__name__}")
+    return task.spec, task.automaton_record() if task.family == "automaton" else None
+
+
+def task_of_config(config: dict, what: str = "config.json"):
+    """The Task a checkpoint's ``config.json`` describes: its stored automaton if it has one,
+    else ``make_task(config["task"])``."""
+    from workbench.tasks import Task, make_task
+
+    spec = config["task"]
+    try:
+        if "automaton" in config:
+            return Task.from_record(config["automaton"], spec=spec, what=f"{what}: stored automaton")
+        if spec.strip().startswith("automaton"):
+            raise ValueError("an automaton task's checkpoint must store the automaton "
+                             "(key 'automaton' missing)")
+        return make_task(spec)
+    except ValueError as e:
+        raise CheckpointError(f"{what}: bad task spec {spec!r}: {e}") from None
+
+
 def _model_config_of(model):
-    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+    # model_config first: the transformer baseline's .cfg is TransformerLens's own config.
+    cfg = getattr(model, "model_config", None) or getattr(model, "cfg", None) \
+        or getattr(model, "config", None)
     if cfg is None or not hasattr(cfg, "to_dict"):
         raise ValueError("model has no ModelConfig at .cfg (expected a workbench.models module)")
     return cfg
@@ -408,11 +444,7 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
     read_metrics(folder)  # malformed metrics are an error too: the zoo tables read them
     what = str(folder / CONFIG_FILE)
 
-    from workbench.tasks import make_task
-    try:
-        task = make_task(config["task"])
-    except ValueError as e:
-        raise CheckpointError(f"{what}: bad task spec {config['task']!r}: {e}") from None
+    task = task_of_config(config, what)
 
     from workbench.models import ModelConfig, build_model
     try:
@@ -431,6 +463,11 @@ def load_checkpoint(path_or_name: str | os.PathLike, *, verify_hash: bool = True
 
     expected_hash = config.get("weights_sha256") if verify_hash else None
     tensors = load_tensors(folder / WEIGHTS_FILE, str(folder / WEIGHTS_FILE), expected_hash)
+    # A model whose tensor layout changed converts checkpoints of its earlier layout here
+    # (the transformer baseline: nn.TransformerEncoderLayer names -> TransformerLens names).
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if upgrade is not None:
+        tensors = upgrade(tensors)
     wanted = model.state_dict()
     missing = sorted(set(wanted) - set(tensors))
     extra = sorted(set(tensors) - set(wanted))

@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from workbench.variants import VARIANTS
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage + message on two lines; the contract is one line."""
@@ -24,7 +26,7 @@ def _int_list(text: str) -> list[int]:
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,100,500, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,100,500, got {text!r}") from None
     if not vals or any(v < 1 for v in vals):
         raise argparse.ArgumentTypeError(f"expected positive integers like 10,100,500, got {text!r}")
     return vals
@@ -36,7 +38,7 @@ def _number_list(what: str, example: str, accepts, accepted: str):
         try:
             vals = [float(x) for x in text.split(",") if x.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers like {example}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers like {example}, got {text!r}") from None
         if not vals or not all(accepts(v) for v in vals):
             raise argparse.ArgumentTypeError(f"{what} must be in {accepted}, got {text!r}")
         return vals
@@ -52,7 +54,7 @@ def _fraction(what: str, accepted: str, open_hi: bool = False):
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number in {accepted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{what} must be a number in {accepted}, got {text!r}") from None
         if not (0 <= v < 1 if open_hi else 0 <= v <= 1):
             raise argparse.ArgumentTypeError(f"{what} must be a number in {accepted}, got {text!r}")
         return v
@@ -75,7 +77,7 @@ def _positive_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
@@ -86,11 +88,7 @@ def _length_range(text: str):
     try:
         return parse_lengths(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
-
-
-VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag",
-            "lstm", "gru", "elman", "transformer")
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and write a checkpoint folder",
                        description="Train with the default recipe (Adam, cosine decay, final-step "
-                       "loss, normalised states, early stop when every step up to length 50 and then 1,000 is solved).")
+                       "loss, normalized states, early stop when every step up to length 50 and then 1,000 is solved).")
     t.add_argument("--task", required=True, help="task spec, e.g. cyclic:5, fsm:10, group:S3/gens")
     t.add_argument("--variant", default="full", choices=VARIANTS)
     t.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default: rule from #states)")
@@ -145,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="accuracy per length, raw and chance-normalised")
+    e = sub.add_parser("eval", help="accuracy per length, raw and chance-normalized")
     e.add_argument("checkpoint", help="checkpoint folder or zoo name")
     e.add_argument("--lengths", type=_int_list, default=None, help="e.g. 10,100,500 (default: the preset's)")
     e.add_argument("--preset", choices=("paper", "deletang"), default=None,
@@ -271,7 +269,7 @@ def cmd_train(args) -> int:
 def _print_table(acc: dict, norm: dict, title: str | None = None) -> None:
     if title:
         print(title)
-    print(f"{'length':>8}  {'accuracy':>9}  {'normalised':>10}")
+    print(f"{'length':>8}  {'accuracy':>9}  {'normalized':>10}")
     for L in acc:
         print(f"{L:>8}  {acc[L]:>9.4f}  {norm[L]:>10.4f}")
 
@@ -295,7 +293,7 @@ def cmd_eval(args) -> int:
         else:
             print(f"{task.spec}  preset=deletang  lengths 41-500 stride {sc.stride} "
                   f"({sc.lengths_evaluated} lengths x {args.n} sequences)")
-        print(f"score {sc.score:.4f}  normalised {sc.normalized_score:.4f}")
+        print(f"score {sc.score:.4f}  normalized {sc.normalized_score:.4f}")
         return 0
     lengths = args.lengths or [10, 100, 500]
     acc = evaluate(model, task, lengths, args.n, args.seed)
@@ -316,7 +314,7 @@ def _optional_module(name: str, what: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise _UserError(f"{what} is not available ({name} is missing from this installation)")
+            raise _UserError(f"{what} is not available ({name} is missing from this installation)") from e
         raise
 
 
@@ -325,10 +323,10 @@ class _UserError(Exception):
 
 
 def cmd_analyze(args) -> int:
-    mod = _optional_module("analyses.summary", "analyze")
+    mod = _optional_module("analyses.reporting.summary", "analyze")
     fn = getattr(mod, "analyze_checkpoint", None)
     if fn is None:
-        raise _UserError("analyze is not available (analyses.summary has no analyze_checkpoint)")
+        raise _UserError("analyze is not available (analyses.reporting.summary has no analyze_checkpoint)")
     from workbench.checkpoints import resolve_checkpoint, read_config
 
     folder = resolve_checkpoint(args.checkpoint)
@@ -346,10 +344,10 @@ def _json_default(o):
 
 
 def cmd_report(args) -> int:
-    mod = _optional_module("analyses.report", "report")
+    mod = _optional_module("analyses.reporting.report", "report")
     fn = getattr(mod, "build_report", None)
     if fn is None:
-        raise _UserError("report is not available (analyses.report has no build_report)")
+        raise _UserError("report is not available (analyses.reporting.report has no build_report)")
     out = fn(args.out)
     print(f"report written to {out or args.out}")
     return 0

@@ -1,8 +1,8 @@
 """Hand-built exact weights: every (task, variant) pair that has a known exact solution.
 
 `construct(task, variant="full", representation=None)` returns a ready model (eval mode, per-step
-normalisation on) whose final-step accuracy is 100 % at any length. The constructions
-(`reference/paper-digest.md`):
+normalization on) whose final-step accuracy is 100 % at any length. The constructions
+(from the paper's proofs):
 
 * **FSM tensor** (`representation="fsm"`, the default for full / cp, any task: every task has an
   automaton, modular arithmetic included): H = |Q|, one-hot states, `A_σ[q', q] = 1` iff
@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench.variants import COMPLEX_VARIANTS, CONSTRUCTIBLE_DIAGONAL, CONSTRUCTIBLE_VARIANTS, DENSE_VARIANTS
+
 __all__ = [
     "CONSTRUCTIBLE_VARIANTS",
     "construct",
@@ -48,7 +50,6 @@ __all__ = [
     "label_of_elements",
 ]
 
-CONSTRUCTIBLE_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag")
 _NAMED = ("fsm", "regular", "permutation", "rotation", "sign")
 
 
@@ -248,7 +249,7 @@ def orbit_start_state(rho: np.ndarray, n_candidates: int = 32, seed: int = 0,
         c = c / np.linalg.norm(c)
         pts = rho @ c
         edges = np.cumsum([0] + list(block_dims or [n]))
-        if any(np.linalg.norm(c[a:b]) < 1e-6 for a, b in zip(edges[:-1], edges[1:])):
+        if any(np.linalg.norm(c[a:b]) < 1e-6 for a, b in zip(edges[:-1], edges[1:], strict=True)):
             # the start state misses a summand (e.g. e_0 inside one block of a direct sum): the
             # model would decode, but it would reach a smaller representation than asked for
             margins.append(-np.inf)
@@ -350,7 +351,7 @@ def construct(task, variant: str = "full", representation=None):
     Parameters
     ----------
     task : Task or spec string.
-    variant : {"full", "cp", "block", "rotation", "complex_diag", "real_diag"}
+    variant : one of ``workbench.variants.CONSTRUCTIBLE_VARIANTS``
     representation : None, "fsm", "regular", "permutation", "rotation", "sign", an irrep name, or
         a list of irrep names (group tasks only, except "fsm"). None picks the variant's default:
         "fsm" for full and cp; "rotation" for rotation, complex_diag and (abelian groups) block,
@@ -384,7 +385,7 @@ def construct(task, variant: str = "full", representation=None):
     V = task.d_vocab
     angles = diag = None
     if representation == "fsm":
-        if variant not in ("full", "cp", "block"):
+        if variant not in DENSE_VARIANTS:
             raise ValueError(f"the FSM construction needs dense transitions (full, cp or block); got {variant!r}"
                              + ("; for this group task try representation='rotation'" if is_group else ""))
         aut = task.automaton
@@ -397,7 +398,7 @@ def construct(task, variant: str = "full", representation=None):
         block_dims, label, margin = [H], "fsm", 1.0
     else:
         rho, block_dims, label = representation_matrices(
-            task, representation, complex_form=variant in ("rotation", "complex_diag"))
+            task, representation, complex_form=variant in COMPLEX_VARIANTS)
         _, elements = task_group(task)
         A = rho[elements]
         ker = _kernel(rho)
@@ -410,7 +411,7 @@ def construct(task, variant: str = "full", representation=None):
             raise ValueError(f"task {task.spec!r} gives the same label to several elements; decode via "
                              "representation='fsm' instead")
         H = rho.shape[1]
-        if variant in ("rotation", "complex_diag", "real_diag"):
+        if variant in CONSTRUCTIBLE_DIAGONAL:
             if representation not in ("rotation", "sign") and not all(d == (1 if variant == "real_diag" else 2)
                                                                        for d in block_dims):
                 raise ValueError(f"variant {variant!r} needs {'1' if variant == 'real_diag' else '2'}-dim real "

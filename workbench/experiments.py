@@ -107,7 +107,7 @@ def parse_grid(spec: dict, source: str = "") -> Grid:
                 raise ValueError(f"grid block {i}: unknown variant key {v!r}; accepted: {', '.join(VARIANT_KEYS)}")
         keys = sorted(axes)
         for combo in itertools.product(*(axes[k] for k in keys)):
-            d = dict(zip(keys, combo))
+            d = dict(zip(keys, combo, strict=True))
             extra = tuple(sorted((k, _tupled(v)) for k, v in d.items() if k not in IDENTITY_KEYS))
             point = (d["recipe"], d["task"], d["variant"], int(d["seed"]), extra)
             if point not in seen:
@@ -222,7 +222,7 @@ def collect(grid: Grid, runs: str | Path | None = None) -> list[dict]:
     plan = grid_runs(grid)
     rows = {r["name"]: r for r in collect_rows(root, plan)}
     out = []
-    for (recipe, task, vk, seed, extra), run in zip(grid.points, plan):
+    for (recipe, task, vk, seed, extra), run in zip(grid.points, plan, strict=True):
         row = {"name": run.name, "recipe": recipe, "task": task, "variant_key": vk, "seed": seed,
                "fields": ";".join(f"{k}={_value_tag(v)}" for k, v in extra)}
         done = is_finished(run, root) and run.name in rows

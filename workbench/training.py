@@ -2,8 +2,8 @@
 
 The default recipe (one recipe for every task, no per-task tuning):
 
-* Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (the prototype in
-  ``benchmarks.md`` found the decay is what makes cyclic:50 generalise to length 500). Measured
+* Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (measured: the decay
+  is what makes cyclic:50 generalise to length 500). Measured
   on cyclic:5 / fsm:5 (seed 0): 3e-3 left fsm:5 at 0.21 and the LSTM at chance at length 500,
   1e-2 reached 0.69-0.93 and 0.95; 1e-3 was worse everywhere;
 * transitions initialised at identity + noise, with the noise scale a rule of the
@@ -19,14 +19,14 @@ The default recipe (one recipe for every task, no per-task tuning):
 * loss on the final step only (``final``). ``per_step`` (every prefix) is an option, but measured
   here it fits length 50 and stays at chance at length 500 on cyclic:5 (10k steps), while
   ``final`` solves length 500 in 1,000 steps;
-* per-step L2 normalisation of the state during training as well as at evaluation
+* per-step L2 normalization of the state during training as well as at evaluation
   (``normalize=True`` in the model config): without it the prototype fitted length 50 and was at
   chance at length 500;
 * hidden size from the task's number of automaton states (:func:`default_hidden_size`);
 * early stop once a validation set of length 50 is solved at two consecutive checks *and* a
   validation set of length 1,000 is solved too, both scored over *every step* (``val_mode``;
-  validation sets use a seed the test sets never use). The first zoo validated the final step
-  at lengths 50 and 500, the test's own lengths, and so could select models right only there
+  validation sets use a seed the test sets never use). Validating the final step at lengths
+  50 and 500, the test's own lengths, selects models right only there
   (rotation on parity: 1.00 at the final step of 500, 0.00 over every step); scoring every
   prefix up to twice the test length removes that selection effect;
 * NaN/inf: roll back to the last good state and halve the learning rate; give up after
@@ -56,6 +56,7 @@ from workbench.checkpoints import (
     CheckpointError, atomic_write_bytes, atomic_write_json, load_tensors, read_json,
     save_checkpoint, sha256_bytes, tensors_to_bytes,
 )
+from workbench.variants import BASELINE_VARIANTS, BILINEAR_VARIANTS, STRUCTURED_VARIANTS
 
 #: Seeds of the held-out sets. Test sets (``evaluate``) use seed 0; validation sets, which drive
 #: early stopping and the learning-rate choice, use a different seed so selection never sees
@@ -66,9 +67,6 @@ TRAIN_STATE_VERSION = 1
 
 #: How validation sets are scored (see ``TrainConfig.val_mode``).
 VAL_MODES = ("every_step", "final")
-
-BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
-BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -146,7 +144,7 @@ class TrainConfig:
     long_val_length: int = 1000
     long_val_sequences: int = 256
     # How a validation set is scored: "every_step" (mean accuracy over every prefix 1..length,
-    # the default) or "final" (the last step only, the first zoo's rule). Final-step validation
+    # the default) or "final" (the last step only). Final-step validation
     # at the test lengths (50 and 500) selected models right only at those lengths (rotation on
     # parity: 1.00 at 500, 0.00 over all steps), so the default scores every step up to a length
     # twice the test's: selection can no longer favour particular lengths.
@@ -365,7 +363,6 @@ def default_hidden_size(task, variant: str = "full") -> int:
 
 #: Variants whose transitions have few free parameters per token and need a larger random start
 #: to leave the identity (where all blocks/angles/gates are interchangeable).
-STRUCTURED_VARIANTS = ("cp", "block", "rotation", "complex_diag")
 
 
 def default_init_noise(variant: str) -> float:
@@ -407,7 +404,7 @@ def _final_accuracy(model, batch, chunk: int) -> float:
 
 def evaluate(model, task, lengths, n_sequences: int = 512, seed: int = 0,
              chunk: int | None = None) -> dict[int, float]:
-    """Raw final-step accuracy per length, with per-step normalisation on (``model.eval()``).
+    """Raw final-step accuracy per length, with per-step normalization on (``model.eval()``).
 
     Parameters
     ----------
@@ -475,7 +472,7 @@ def validation_accuracy(model, task, length: int, n_sequences: int, mode: str = 
 
 
 def normalized_accuracy(acc: float, chance: float) -> float:
-    """Chance-normalised accuracy ``(acc - chance) / (1 - chance)``: 0 = chance, 1 = perfect.
+    """Chance-normalized accuracy ``(acc - chance) / (1 - chance)``: 0 = chance, 1 = perfect.
 
     Below-chance accuracies give negative values (kept, not clipped, so they stay visible).
     """
@@ -644,7 +641,7 @@ class _TrainState:
             tensors = load_tensors(self.dir / "state.safetensors", expected_sha256=meta.get("sha256"))
         except CheckpointError as e:
             import warnings
-            warnings.warn(f"ignoring training state in {self.dir}: {e}; starting from scratch")
+            warnings.warn(f"ignoring training state in {self.dir}: {e}; starting from scratch", stacklevel=2)
             return None
         return tensors, meta
 
@@ -681,7 +678,8 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     loss_ema, acc_ema = float("nan"), float("nan")
     val_acc, long_acc, solved, stopped = 0.0, None, False, False
     resumed = False
-    store = _TrainState(state_dir, cfg.fingerprint() + f"-lr{lr!r}-wd{weight_decay!r}") if state_dir else None
+    store = _TrainState(state_dir, run_fingerprint(cfg, task) + f"-lr{lr!r}-wd{weight_decay!r}") \
+        if state_dir else None
     loaded = None
     if store is not None:
         loaded = store.load()
@@ -912,13 +910,13 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     out = Path(out_dir) if out_dir is not None else None
 
     if out is not None and (out / "config.json").exists() and (out / "metrics.json").exists():
-        reused = _reuse_finished(out, cfg)
+        reused = _reuse_finished(out, cfg, task)
         if reused is not None:
             return reused
 
     runs, models = [], []
     resumed_any = False
-    for lr, wd in zip(cfg.lr, cfg.weight_decay):
+    for lr, wd in zip(cfg.lr, cfg.weight_decay, strict=True):
         setting = f"lr={lr:g}" + (f",wd={wd:g}" if wd else "")
         state_dir = out / TRAIN_STATE_DIR / setting if out is not None else None
         desc = f"{cfg.task} {cfg.variant} s{cfg.seed}" + (f" {setting}" if len(cfg.lr) > 1 else "")
@@ -969,19 +967,29 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
         for r in metrics["lr_runs"]:
             if not math.isfinite(r["final_loss"]):
                 r["final_loss"] = None
-        save_checkpoint(out, model, cfg.task, {**cfg.to_dict(), "fingerprint": cfg.fingerprint()},
+        save_checkpoint(out, model, task, {**cfg.to_dict(), "fingerprint": run_fingerprint(cfg, task)},
                         metrics, seed=cfg.seed)
         shutil.rmtree(out / TRAIN_STATE_DIR, ignore_errors=True)
     return result
 
 
-def _reuse_finished(out: Path, cfg: TrainConfig) -> TrainResult | None:
+def run_fingerprint(cfg: TrainConfig, task) -> str:
+    """``cfg.fingerprint()``, plus the automaton's contents for a user automaton task: its spec
+    names a file, whose contents may change between an interrupted run and its resume."""
+    fp = cfg.fingerprint()
+    if task.family != "automaton":
+        return fp
+    record = json.dumps(task.automaton_record(), sort_keys=True)
+    return hashlib.sha256((fp + record).encode()).hexdigest()[:16]
+
+
+def _reuse_finished(out: Path, cfg: TrainConfig, task) -> TrainResult | None:
     """A finished checkpoint in ``out`` with the same training config, or None."""
     from workbench.checkpoints import load_checkpoint, read_config, read_metrics
 
     try:
         conf = read_config(out)
-        if conf.get("training", {}).get("fingerprint") != cfg.fingerprint():
+        if conf.get("training", {}).get("fingerprint") != run_fingerprint(cfg, task):
             return None
         m = read_metrics(out)
         model, task = load_checkpoint(out)

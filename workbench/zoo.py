@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.variants import GROUP_KEYS, HIERARCHY_KEYS, LR_GRID_KEYS, PAPER_CYCLIC_ROWS, PAPER_FSM_ROWS, WD_GRID_KEYS, ZOO_KEYS
+
 # ---------------------------------------------------------------------------------------------
 # the plan
 # ---------------------------------------------------------------------------------------------
@@ -51,24 +53,19 @@ LR_GRID = (1e-2, 3e-2, 3e-3)
 #: default. Both settings use the same learning rate.
 WD_GRID = {"lr": (1e-2, 1e-2), "weight_decay": (0.0, 1.0)}
 
-VARIANT_KEYS: dict[str, dict] = {
-    "full": {"variant": "full", **WD_GRID},
-    "cp": {"variant": "cp", **WD_GRID},
-    "block1": {"variant": "block", "block_size": 1},
-    "block2": {"variant": "block", "block_size": 2, "lr": LR_GRID},
-    "rotation": {"variant": "rotation", "lr": LR_GRID},
-    "complex_diag": {"variant": "complex_diag", "lr": LR_GRID},
-    "posdiag1": {"variant": "positive_diag", "n_layers": 1},
-    "posdiag2": {"variant": "positive_diag", "n_layers": 2},
-    "lstm": {"variant": "lstm"},
-    "transformer": {"variant": "transformer", "n_layers": 2},
-    "full_additive": {"variant": "full", "additive": True, **WD_GRID},
-}
+
+def _zoo_fields(key: str) -> dict:
+    z = ZOO_KEYS[key]
+    grid = {"lr": LR_GRID} if key in LR_GRID_KEYS else WD_GRID if key in WD_GRID_KEYS else {}
+    return {"variant": z.variant, **z.options, **grid}
+
+
+#: Zoo key -> TrainConfig fields (the registry's architecture options plus the grids above).
+VARIANT_KEYS: dict[str, dict] = {key: _zoo_fields(key) for key in ZOO_KEYS}
 
 HIERARCHY_TASKS = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50",
                    "fsm:2", "fsm:5", "fsm:10", "fsm:25")
-HIERARCHY_VARIANTS = ("full", "cp", "block1", "block2", "rotation", "complex_diag", "posdiag1",
-                      "posdiag2", "lstm", "transformer")
+HIERARCHY_VARIANTS = HIERARCHY_KEYS
 GROUP_TASKS = ("modarith:5", "group:S3", "group:D4", "group:A5", "group:S3/gens", "group:D4/gens",
                "group:A5/gens")
 SEEDS = (0, 1, 2)
@@ -127,13 +124,6 @@ CAP_BASE, CAP_PER_STATE, CAP_MAX = 3000, 60, 6000
 #: but evaluation at T = 500), so its cells run to this bounded cap to fit the zoo's hour.
 TRANSFORMER_CAP = 500
 
-#: Rough cost model for ``zoo build --dry-run`` (seconds per training step at lengths 2-10, batch
-#: 64, one thread, measured on the 2-core machine with another process running; evaluation at
-#: 50/500 included as a per-run constant). Used only to print an estimate.
-_SEC_PER_STEP = {"full": 3e-3, "full_additive": 3e-3, "cp": 3e-3, "block1": 2.5e-3, "block2": 2.5e-3,
-                 "rotation": 1.2e-3, "complex_diag": 1.2e-3, "posdiag1": 1.2e-3, "posdiag2": 2e-3,
-                 "lstm": 1.5e-3, "transformer": 40e-3}
-_SEC_PER_RUN = {"transformer": 15.0}
 
 
 def task_size(spec: str) -> int:
@@ -182,10 +172,13 @@ def estimate_seconds(run: "Run") -> float:
     cap = dict(run.options).get("steps", step_cap(run.task, run.variant_key))
     cap *= len(VARIANT_KEYS.get(run.variant_key, {}).get("lr", (0,)))   # worst case: every rate
     scale = 1.0
-    if run.variant_key in ("full", "cp", "full_additive", "block1", "block2"):
+    z = ZOO_KEYS.get(run.variant_key)
+    if z is not None and z.dense:
         # dense per-token matrices: cost grows with vocabulary x H^2 (A5: 60 tokens, H = 64)
         scale = max(1.0, task_size(run.task) / 16)
-    return cap * _SEC_PER_STEP.get(run.variant_key, 3e-3) * scale + _SEC_PER_RUN.get(run.variant_key, 3.0)
+    if z is None:
+        return cap * 3e-3 * scale + 3.0
+    return cap * z.sec_per_step * scale + z.sec_per_run
 
 
 def _priority(run: "Run") -> tuple:
@@ -221,7 +214,7 @@ def zoo_plan() -> list[Run]:
             for s in SEEDS:
                 runs.append(Run(f"{task_tag(task)}_{v}_s{s}", task, v, s, options=_cell_options(task, v)))
     for task in GROUP_TASKS:
-        for v in ("full", "cp"):
+        for v in GROUP_KEYS:
             for s in SEEDS:
                 runs.append(Run(f"{task_tag(task)}_{v}_s{s}", task, v, s, options=_cell_options(task, v)))
     for task in ("parity", "cyclic:5"):
@@ -396,31 +389,15 @@ def print_list(root=None, only: str | None = None, plan: list[Run] | None = None
 # tables
 # ---------------------------------------------------------------------------------------------
 
-#: The paper's numbers (accuracy at length 500, chance-normalised), from paper-digest.md.
+#: The paper's numbers (accuracy at length 500, chance-normalized; ``workbench.variants``).
 #: Keys: (zoo variant key, task spec). The Mamba row (1/2/4 layers) stands for posdiag1/posdiag2.
 _CYC = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50")
 _FSM = ("fsm:2", "fsm:5", "fsm:10", "fsm:25")
 PAPER_RESULTS: dict[tuple[str, str], float] = {}
-for _v, _vals in {
-    "full": (1.00, 1.00, 1.00, 1.00, 1.00, 1.00),
-    "block1": (1.00, 0.00, 0.00, 0.10, 0.00, 0.02),
-    "block2": (1.00, 1.00, 1.00, 1.00, 1.00, 1.00),
-    "rotation": (1.00, 0.00, 1.00, 0.66, 0.37, 0.00),
-    "lstm": (1.00, 1.00, 0.98, 1.00, 0.00, 0.02),
-    "posdiag1": (0.00, 0.01, 0.01, 0.00, 0.00, 0.00),
-    "posdiag2": (0.00, 0.01, 0.01, 0.00, 0.00, 0.00),
-    "transformer": (0.03, 0.01, 0.00, 0.00, 0.00, 0.00),
-}.items():
-    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_CYC, _vals)})
-for _v, _vals in {
-    "full": (1.00, 1.00, 1.00, 1.00),
-    "cp": (1.00, 1.00, 1.00, 0.50),
-    "block2": (1.00, 0.00, 0.00, 0.00),
-    "lstm": (1.00, 1.00, 0.00, 0.00),
-    "posdiag1": (0.00, 0.00, 0.00, 0.00),
-    "posdiag2": (0.00, 0.00, 0.00, 0.00),
-}.items():
-    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_FSM, _vals)})
+for _v, _vals in PAPER_CYCLIC_ROWS.items():
+    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_CYC, _vals, strict=True)})
+for _v, _vals in PAPER_FSM_ROWS.items():
+    PAPER_RESULTS.update({(_v, t): x for t, x in zip(_FSM, _vals, strict=True)})
 PAPER_RESULTS[("cp", "cyclic:50")] = 0.95
 PAPER_RESULTS[("full", "modarith:5")] = 1.00
 
@@ -433,15 +410,15 @@ STEP_LENGTH = 500
 
 
 def step_accuracy(model, task, length: int = STEP_LENGTH, n_sequences: int = 512, seed: int = 0) -> float:
-    """Mean accuracy over every step 1..length of the test set (normalisation on, eval mode),
+    """Mean accuracy over every step 1..length of the test set (normalization on, eval mode),
     counting the steps that end a whole input (``task.scored_steps``; all steps except modarith
     prefixes that end in an operator).
 
     Why beside final-step accuracy: a model can be right at the final step of one length and wrong
-    in between (the first zoo, which early-stopped on final-step validation at lengths 50 and
-    500, selected rotation models on parity right at 10/50/500 and at chance at most other
-    lengths). Scoring every prefix of the length-500 sequences catches that; training now
-    validates the same way (``TrainConfig.val_mode``).
+    in between (early stopping on final-step validation at lengths 50 and 500 selects rotation
+    models on parity right at 10/50/500 and at chance at most other lengths). Scoring every
+    prefix of the length-500 sequences catches that; training validates the same way
+    (``TrainConfig.val_mode``).
     """
     from workbench.training import validation_accuracy
 
@@ -518,7 +495,7 @@ def _fmt(x, nd=2):
 
 def reproduction_table(rows: list[dict], tasks=_CYC + _FSM, variants=HIERARCHY_VARIANTS,
                        key: str = "norm_500") -> str:
-    """Markdown table: chance-normalised accuracy at length 500 (``key``: final step
+    """Markdown table: chance-normalized accuracy at length 500 (``key``: final step
     ``norm_500`` or every step ``step_norm_500``), median and best over seeds, beside the
     paper's number: ``median / best (paper)``; ``—`` where there is nothing."""
     by = {}
@@ -554,23 +531,23 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
 
     md = [f"# Zoo results\n\nMade by `{cmd}` (`workbench/zoo.py`: plan, step cap rule, recipe). "
           "Accuracy is final-step accuracy on 512 test sequences per length (seed 0); "
-          "normalised = (acc − chance)/(1 − chance).\n",
-          "## Reproduction table (chance-normalised accuracy at length 500)\n",
+          "normalized = (acc − chance)/(1 − chance).\n",
+          "## Reproduction table (chance-normalized accuracy at length 500)\n",
           "Each cell: ours median / best over seeds (paper). Paper numbers: "
-          "`paper-digest.md`; `posdiag1/2` are compared with the paper's Mamba row.\n",
+          "the paper's hierarchy tables; `posdiag1/2` are compared with the paper's Mamba row.\n",
           reproduction_table(rows), "",
           "### Group and modular-arithmetic tasks\n",
-          reproduction_table(rows, tasks=GROUP_TASKS, variants=("full", "cp")), "",
+          reproduction_table(rows, tasks=GROUP_TASKS, variants=GROUP_KEYS), "",
           "### Affine ablation (`full` with additive term)\n",
           reproduction_table(rows, tasks=("parity", "cyclic:5"), variants=("full_additive",)), "",
           "### The same, scored at every step 1–500\n",
-          "Mean accuracy over every prefix of the length-500 test sequences, chance-normalised "
+          "Mean accuracy over every prefix of the length-500 test sequences, chance-normalized "
           "(`workbench.zoo.step_accuracy`). A model can be right at the final step of length 500 and "
           "wrong at shorter lengths; where this table is lower than the one above, that is what "
           "happened. Training validates every step up to length 1,000 (other sequences), so it "
           "does not select for particular lengths.\n",
           reproduction_table(rows, key="step_norm_500"), "",
-          reproduction_table(rows, tasks=GROUP_TASKS, variants=("full", "cp"), key="step_norm_500"), ""]
+          reproduction_table(rows, tasks=GROUP_TASKS, variants=GROUP_KEYS, key="step_norm_500"), ""]
     echo = sorted((root / "experiments").glob("echo_parity_H*.json")) if (root / "experiments").is_dir() else []
     if echo:
         md += ["## Frozen random real diagonal on parity, readout trained on 2 examples\n",
@@ -684,14 +661,14 @@ def echo_state_parity(d_hidden: int = 4, n_draws: int = 100, seed: int = 0, odd_
         acc_even.append(acc[even_length])
     so = [a >= threshold for a in acc_odd]
     se = [a >= threshold for a in acc_even]
-    both = [a and b for a, b in zip(so, se)]
+    both = [a and b for a, b in zip(so, se, strict=True)]
     n_opp = sum(opp)
     return EchoStateResult(
         d_hidden=d_hidden, n_draws=n_draws, odd_length=odd_length, even_length=even_length,
         threshold=threshold, opposite_sign_rate=n_opp / n_draws, predicted_rate=1 - 2.0 ** -d_hidden,
         success_rate_odd=sum(so) / n_draws, success_rate_even=sum(se) / n_draws,
         success_rate_both=sum(both) / n_draws,
-        success_given_opposite=(sum(b for b, o in zip(both, opp) if o) / n_opp) if n_opp else float("nan"),
+        success_given_opposite=(sum(b for b, o in zip(both, opp, strict=True) if o) / n_opp) if n_opp else float("nan"),
         accuracy_odd=acc_odd, accuracy_even=acc_even)
 
 
@@ -735,10 +712,10 @@ def demo(seed: int = 0, progress: bool = True) -> None:
     logits, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n == "blocks.0.hook_state")
     states = cache["blocks.0.hook_state"][0]          # [T, H]
     pred = logits[0].argmax(-1)
-    print("\na sequence step by step (state: first 4 of the normalised state's dims)")
+    print("\na sequence step by step (state: first 4 of the normalized state's dims)")
     print(f"{'t':>3} {'token':>5} {'label':>5} {'pred':>4}  state")
     for t in range(batch.tokens.shape[1]):
         s = ", ".join(f"{float(v):+.2f}" for v in states[t, :4])
         print(f"{t + 1:>3} {int(batch.tokens[0, t]):>5} {int(batch.labels[0, t]):>5} {int(pred[t]):>4}  [{s}, ...]")
     norm500 = normalized_accuracy(acc[500], task.chance)
-    print(f"\nchance-normalised accuracy at length 500: {norm500:.3f}")
+    print(f"\nchance-normalized accuracy at length 500: {norm500:.3f}")

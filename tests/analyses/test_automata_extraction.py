@@ -33,7 +33,7 @@ def test_clean_clouds_give_isomorphic_stable_automaton(spec):
     tok = tokens_for(task, length=task.valid_length(41))
     X, st = cloud_states(auto, tok)
     res = extract_from_arrays(X, tok, auto.outputs[st[:, 1:]], auto, n_outputs=task.n_classes)
-    assert res.isomorphic, res.sentence
+    assert res.isomorphic, res.sentence()
     assert res.stable and res.purity == 1.0 and res.mismatches == []
     assert res.n_clusters == len(np.unique(st))
     assert res.state_purity == 1.0
@@ -57,7 +57,7 @@ def test_planted_wrong_transition_is_listed():
     assert len(trans) == 1
     assert trans[0].token == v and trans[0].expected == auto.transitions[q, v]
     assert trans[0].found == tr[q, v]
-    assert "NOT isomorphic" in res.sentence
+    assert "NOT isomorphic" in res.sentence()
 
 
 def test_planted_merged_states_are_unstable():
@@ -83,7 +83,7 @@ def test_drifting_states_are_reported_not_isomorphic_or_unstable():
     rng = np.random.default_rng(1)
     X = normalize_rows(X) + np.cumsum(0.05 * rng.normal(size=X.shape), axis=1)  # random-walk drift
     res = extract_from_arrays(X, tok, auto.outputs[st[:, 1:]], auto, n_outputs=task.n_classes)
-    assert not (res.isomorphic and res.stable), res.sentence
+    assert not (res.isomorphic and res.stable), res.sentence()
 
 
 def test_start_output_is_copied_when_unobservable():
@@ -156,7 +156,7 @@ def test_constructions_extract_isomorphic(spec, variant):
 
     task = make_task(spec)
     res = _small(construct(task, variant), task)
-    assert res.isomorphic and res.stable, res.sentence
+    assert res.isomorphic and res.stable, res.sentence()
     assert res.mismatches == []
     s = res.summary()
     assert s["states"] == task.automaton.minimize().n_states or spec.startswith("modarith")
@@ -181,7 +181,7 @@ def test_planted_wrong_transition_in_a_constructed_model():
     assert not res.isomorphic
     trans = [m for m in res.mismatches if m.kind == "transition" and m.token == v]
     assert trans, res.mismatches
-    assert "NOT isomorphic" in res.sentence
+    assert "NOT isomorphic" in res.sentence()
     assert torch.equal(model.transition_matrices(), A)
 
 
@@ -192,7 +192,7 @@ def test_untrained_baseline_is_reported_as_failing():
     lstm = build_model(ModelConfig(variant="lstm", d_vocab=task.d_vocab, d_hidden=16,
                                    n_classes=task.n_classes)).eval()
     res = _small(lstm, task)
-    assert not (res.isomorphic and res.stable), res.sentence
+    assert not (res.isomorphic and res.stable), res.sentence()
 
 
 def test_summarize_is_json_ready():
@@ -211,7 +211,7 @@ def test_plot_extracted_automaton():
     import matplotlib
 
     matplotlib.use("Agg")
-    from analyses.plot_automata import plot_automaton
+    from analyses.plot.automata import plot_automaton
     from workbench.constructions import construct
 
     task = make_task("fsm:5")
@@ -240,7 +240,7 @@ def test_wobbly_cyclic50_ring_extracts_50_states():
     # purely geometric cut split/merged states; seeding by the readout's prediction does not
     task, auto, tok, st, X = _wobbly_ring()
     res = extract_from_arrays(X, tok, auto.outputs[st[:, 1:]], auto, n_outputs=task.n_classes)
-    assert res.n_clusters == 50 and res.n_states == res.n_task_states, res.sentence
+    assert res.n_clusters == 50 and res.n_states == res.n_task_states, res.sentence()
     assert res.isomorphic and res.stable and res.mismatches == []
     assert res.gap_ratio > 1
 
@@ -251,7 +251,7 @@ def test_chance_predictions_are_reported_as_failing():
     rng = np.random.default_rng(3)
     preds = rng.integers(0, task.n_classes, size=tok.shape)
     res = extract_from_arrays(X, tok, preds, auto, n_outputs=task.n_classes)
-    assert not (res.isomorphic and res.stable), res.sentence
+    assert not (res.isomorphic and res.stable), res.sentence()
 
 
 def test_bad_method_raises():
@@ -287,9 +287,9 @@ def _transient_clouds(m=25, n=60, length=30, seed=0, wrong_first=False):
 def test_transient_fragments_are_folded():
     task, auto, tok, X, preds = _transient_clouds()
     raw = extract_from_arrays(X, tok, preds, auto, n_outputs=task.n_classes, fold=False)
-    assert not raw.isomorphic and raw.missing > 0 and raw.n_states > auto.n_states, raw.sentence
+    assert not raw.isomorphic and raw.missing > 0 and raw.n_states > auto.n_states, raw.sentence()
     res = extract_from_arrays(X, tok, preds, auto, n_outputs=task.n_classes)
-    assert res.isomorphic and res.stable and res.mismatches == [], res.sentence
+    assert res.isomorphic and res.stable and res.mismatches == [], res.sentence()
     assert res.n_folded > 0 and res.n_clusters < raw.n_clusters
     assert any("folded" in n for n in res.notes)
 
@@ -298,7 +298,7 @@ def test_transient_fragments_with_wrong_outputs_are_not_folded():
     # a model that really is wrong at step 1: the evidence forbids the fold, the failure stays visible
     task, auto, tok, X, preds = _transient_clouds(wrong_first=True)
     res = extract_from_arrays(X, tok, preds, auto, n_outputs=task.n_classes)
-    assert not res.isomorphic, res.sentence
+    assert not res.isomorphic, res.sentence()
     assert any(m.kind == "output" for m in res.mismatches)
 
 

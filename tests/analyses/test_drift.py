@@ -33,7 +33,7 @@ def test_planted_rotation_error_walks_linearly_and_breaks_on_time(m, delta, leng
     # t*delta below ~0.8 rad, where the chord is still close to linear in t.
     task = make_task(f"cyclic:{m}")
     model = construct(task, "rotation")
-    from analyses.spectra import model_transitions
+    from analyses._core import model_transitions
 
     A, h0 = model_transitions(model)
     assert A.shape[1] == 2
@@ -81,10 +81,10 @@ def test_plot_draws_the_fit_and_margin():
     import matplotlib
 
     matplotlib.use("Agg")
-    from analyses.plot_drift import plot_drift
+    from analyses.plot.drift import plot_drift
 
     task = make_task("cyclic:5")
-    from analyses.spectra import model_transitions
+    from analyses._core import model_transitions
 
     A, h0 = model_transitions(construct(task, "rotation"))
     c, s = math.cos(1e-3), math.sin(1e-3)

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from analyses.long_horizon import LongHorizonResult, check, write, zoo_candidates
+from analyses.reporting.long_horizon import LongHorizonResult, check, write, zoo_candidates
 from workbench.checkpoints import save_checkpoint
 from workbench.constructions import construct
 from workbench.tasks import make_task

@@ -112,7 +112,7 @@ def test_plots_render():
     import matplotlib
 
     matplotlib.use("Agg")
-    from analyses.plot_probing import plot_patching_heatmap
+    from analyses.plot.probing import plot_patching_heatmap
 
     task = make_task("cyclic:3")
     model = construct(task, "full")

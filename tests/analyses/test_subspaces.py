@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analyses.representations import recover_from_matrices
+from analyses.groups.representations import recover_from_matrices
 from analyses.subspaces import persistent_subspace_from_matrices
 from workbench.tasks.groups import Group
 
@@ -46,7 +46,8 @@ def test_planted_transient_recovered_exactly():
 def test_exact_construction_persistent_equals_reachable():
     G = Group.named("S3")
     rho = G.regular_representation().astype(float)
-    h0 = np.zeros(6); h0[0] = 1.0
+    h0 = np.zeros(6)
+    h0[0] = 1.0
     ps = persistent_subspace_from_matrices(rho, h0, burn_in=50, n_steps=20, n_sequences=16)
     assert ps.dimension == ps.reachable_dimension == 6
     assert ps.transient_dimension == 0 and ps.invariance_residual < 1e-12

@@ -19,7 +19,7 @@ def planted_cp(H=6, V=5, R=3, seed=0):
     return np.einsum("ir,jr,vr->ijv", a, b, g), (a, b, g)
 
 
-def test_transition_tensor_layout_and_normalisation():
+def test_transition_tensor_layout_and_normalization():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(4, 3, 3))
     W = transition_tensor(A, normalize=None)
@@ -118,7 +118,7 @@ def test_plots_render():
     import matplotlib
 
     matplotlib.use("Agg")
-    from analyses.plot_spectra import (
+    from analyses.plot.spectra import (
         plot_commutators,
         plot_interaction_spectrum,
         plot_norm_dynamics,
@@ -127,7 +127,7 @@ def test_plots_render():
         plot_token_gates,
         plot_unit_circle,
     )
-    from analyses.spectra import analyze_spectra
+    from analyses.spectral import analyze_spectra
 
     m = 5
     A = np.stack([[[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]] for t in 2 * np.pi * np.arange(m) / m])

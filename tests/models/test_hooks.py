@@ -78,7 +78,7 @@ def test_run_with_hooks_and_hooks_context_remove_hooks(tokens):
     assert not any(hp.fwd_hooks for hp in m.hook_dict.values())
     with m.hooks(fwd_hooks=[("blocks.0.hook_angles", lambda x, hook: x * 0)]):
         zeroed = m(tokens)
-    # all angles 0: identity transitions, every state is h0 (normalised)
+    # all angles 0: identity transitions, every state is h0 (normalized)
     assert torch.allclose(zeroed, zeroed[:, :1].expand_as(zeroed), atol=1e-6)
     assert not any(hp.fwd_hooks for hp in m.hook_dict.values())
     assert not torch.allclose(m(tokens), zeroed)

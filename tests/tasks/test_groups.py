@@ -84,7 +84,7 @@ def check_irreps(G, pairs="generators", atol=1e-8):
     """Homomorphism, unitarity, characters = table rows, realness for FS = +1."""
     X = G.character_table()
     class_of = G.class_of
-    for rho, chi, fs in zip(G.irreps(), X, G.frobenius_schur()):
+    for rho, chi, fs in zip(G.irreps(), X, G.frobenius_schur(), strict=True):
         N, d, _ = rho.shape
         assert N == G.order
         eye = np.eye(d)

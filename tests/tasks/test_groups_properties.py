@@ -38,7 +38,7 @@ def test_random_permutation_groups(gens):
     # number of 1-dim irreps = |G / [G, G]|
     assert int((G.irrep_dims() == 1).sum()) == G.order // S.derived_subgroup().order()
     irreps = G.irreps()
-    for rho, chi in zip(irreps, X):
+    for rho, chi in zip(irreps, X, strict=True):
         d = rho.shape[1]
         assert np.abs(rho[G.table] - rho[:, None] @ rho[None, :]).max() < 1e-8
         assert np.abs(rho @ np.conj(np.swapaxes(rho, 1, 2)) - np.eye(d)).max() < 1e-8

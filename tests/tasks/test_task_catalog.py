@@ -38,7 +38,7 @@ def _prefix_products(G, elements):
 def test_word_problem_labels_brute_force(spec):
     t = make_task(spec)
     b = t.sample(8, 20, torch.Generator().manual_seed(1))
-    for row, lab in zip(b.tokens.tolist(), b.labels.tolist()):
+    for row, lab in zip(b.tokens.tolist(), b.labels.tolist(), strict=True):
         assert lab == _prefix_products(t.group, [int(t.token_elements[v]) for v in row])
 
 
@@ -51,7 +51,7 @@ def test_simple_tasks_brute_force():
     b = make_task("cycle_navigation").sample(16, 25, g)
     assert np.array_equal(b.labels.numpy(), np.cumsum(b.tokens.numpy() - 1, axis=1) % 5)
     b = make_task("even_pairs").sample(16, 25, g)
-    for row, lab in zip(b.tokens.tolist(), b.labels.tolist()):
+    for row, lab in zip(b.tokens.tolist(), b.labels.tolist(), strict=True):
         for t in range(25):
             pairs = sum(row[i] != row[i + 1] for i in range(t))
             assert lab[t] == int(pairs % 2 == 0)
@@ -70,7 +70,7 @@ def _eval_lr(tokens, m):
     if tokens[-1] >= m:
         tokens = tokens[:-1]
     v = tokens[0]
-    for op, r in zip(tokens[1::2], tokens[2::2]):
+    for op, r in zip(tokens[1::2], tokens[2::2], strict=True):
         v = [v + r, v - r, v * r][op - m] % m
     return v % m
 
@@ -83,7 +83,7 @@ def test_modarith_brute_force(m):
         b = t.sample(20, 13, g)
         toks = b.tokens.tolist()
         assert all(x < m for row in toks for x in row[0::2]) and all(x >= m for row in toks for x in row[1::2])
-        for row, lab in zip(toks, b.labels.tolist()):
+        for row, lab in zip(toks, b.labels.tolist(), strict=True):
             assert lab == [ref(row[: i + 1], m) for i in range(13)]
 
 

@@ -6,10 +6,11 @@ This is the only workbench package that imports TransformerLens.
 """
 from __future__ import annotations
 
-from .baselines import HookedBaselineRNN, HookedCausalTransformer
+from .baselines import HookedBaselineRNN
 from .bilinear import HookedBilinearRNN
 from .config import BASELINE_VARIANTS, BILINEAR_VARIANTS, VARIANTS, ModelConfig
 from .hooked import DEFAULT_MAX_CACHE_BYTES, StepCache, state_patch_setter
+from .transformer import HookedCausalTransformer
 from .recurrence import choose_dense_method, dense_token_recurrence, diag_recurrence
 
 
@@ -24,7 +25,7 @@ def build_model(cfg: ModelConfig):
     -------
     torch.nn.Module
         ``HookedBilinearRNN``, ``HookedBaselineRNN`` (lstm, gru, elman) or
-        ``HookedCausalTransformer``.
+        ``HookedCausalTransformer`` (a TransformerLens ``TransformerBridge``).
     """
     if not isinstance(cfg, ModelConfig):
         raise ValueError(f"build_model expects a ModelConfig, got {type(cfg).__name__}; "

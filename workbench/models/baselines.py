@@ -1,4 +1,6 @@
-"""Baselines with the workbench hook vocabulary: LSTM, GRU, Elman (tanh) RNN, causal transformer.
+"""Recurrent baselines with the workbench hook vocabulary: LSTM, GRU, Elman (tanh) RNN.
+
+The causal transformer baseline is a TransformerLens model: :mod:`workbench.models.transformer`.
 
 Hooks (``l`` = layer):
 
@@ -9,12 +11,6 @@ Hooks (``l`` = layer):
   the readout); ``hook_logits`` [B,T,C]. With no editing hook on ``hook_state`` the layer runs
   as one fused ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` call; with one, the same weights run step
   by step through ``torch.lstm_cell`` etc.
-* transformer: ``hook_embed`` [B,T,H] (token embedding, before positions);
-  ``blocks.{l}.hook_state`` [B,T,H] **once** per layer (the residual stream after layer l: the
-  positions are computed in parallel, so there is no per-step firing; an edit at position t
-  reaches positions >= t of later layers through causal attention); ``blocks.{l}.hook_out``
-  [B,T,H] (the same value, after ``hook_state``; feeds the next layer or the final LayerNorm);
-  ``hook_logits``.
 """
 from __future__ import annotations
 
@@ -25,10 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from workbench.variants import BY_NAME, RNN_BASELINES
+
 from .config import ModelConfig
 from .hooked import HookedRecurrentModule
 
-_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "elman": nn.RNN}
+_RNN_CLASSES = {v: getattr(nn, BY_NAME[v].torch_module) for v in RNN_BASELINES}
 
 
 class _BaselineBlock(nn.Module):
@@ -124,61 +122,3 @@ class HookedBaselineRNN(_NoTransitions, HookedRecurrentModule):
             h = self.fire_step(name, h, t + 1)
             states.append(h)
         return torch.stack(states, 1)
-
-
-def sinusoidal_positions(length: int, d: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Fixed sinusoidal position embedding [length, d] (defined for any length)."""
-    pos = torch.arange(length, device=device, dtype=torch.float64)[:, None]
-    i = torch.arange(0, d, 2, device=device, dtype=torch.float64)
-    ang = pos / (10000.0 ** (i / d))
-    pe = torch.zeros(length, d, dtype=torch.float64, device=device)
-    pe[:, 0::2] = torch.sin(ang)
-    pe[:, 1::2] = torch.cos(ang[:, : d // 2])
-    return pe.to(dtype)
-
-
-class HookedCausalTransformer(_NoTransitions, HookedRecurrentModule):
-    """Small pre-LayerNorm causal transformer encoder (``n_layers``, ``cfg.n_heads`` heads,
-    MLP 4H, no dropout), sinusoidal positions so it runs at any length."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        cfg.validate()
-        if cfg.variant != "transformer":
-            raise ValueError(f"variant={cfg.variant!r}; accepted here: 'transformer'")
-        self.cfg = cfg
-        H = cfg.d_hidden
-        self.W_E = nn.Parameter(torch.randn(cfg.d_vocab, H) / math.sqrt(H))
-        self.hook_embed = HookPoint()
-        self.blocks = nn.ModuleList([_BaselineBlock(None, with_h0=False)
-                                     for _ in range(cfg.n_layers)])
-        self.layers = nn.ModuleList([
-            nn.TransformerEncoderLayer(H, cfg.n_heads, 4 * H, dropout=0.0, batch_first=True,
-                                       norm_first=True) for _ in range(cfg.n_layers)])
-        self.ln_final = nn.LayerNorm(H)
-        self.W_U = nn.Parameter(torch.randn(H, cfg.n_classes) / math.sqrt(H))
-        self.b_U = nn.Parameter(torch.zeros(cfg.n_classes))
-        self.hook_logits = HookPoint()
-        self.setup()
-
-    def hook_shapes(self, batch, length):
-        B, T, H = batch, length, self.cfg.d_hidden
-        shapes = {"hook_embed": (B, T, H)}
-        for l in range(self.cfg.n_layers):
-            shapes[f"blocks.{l}.hook_state"] = (B, T, H)
-            shapes[f"blocks.{l}.hook_out"] = (B, T, H)
-        shapes["hook_logits"] = (B, T, self.cfg.n_classes)
-        return shapes
-
-    def forward(self, tokens, normalize=None):
-        """Logits [B, T, C]. ``normalize`` is accepted for a uniform call and ignored."""
-        tokens = self.validate_tokens(tokens)
-        T = tokens.shape[1]
-        x = self.hook_embed(F.embedding(tokens, self.W_E))
-        x = x + sinusoidal_positions(T, self.cfg.d_hidden, x.device, x.dtype)
-        mask = nn.Transformer.generate_square_subsequent_mask(T, device=x.device, dtype=x.dtype)
-        for blk, layer in zip(self.blocks, self.layers):
-            x = layer(x, src_mask=mask, is_causal=True)
-            x = blk.hook_state(x)
-            x = blk.hook_out(x)
-        return self.hook_logits(self.ln_final(x) @ self.W_U + self.b_U)

@@ -22,20 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from .config import BILINEAR_VARIANTS, DIAGONAL_VARIANTS, ModelConfig
+from workbench.variants import BILINEAR_VARIANTS, COMPLEX_VARIANTS, DIAGONAL_VARIANTS, PARAM_HOOKS
+
+from .config import ModelConfig
+from .from_weights import from_weights
 from .hooked import HookedRecurrentModule
 from .recurrence import DENSE_METHODS, dense_token_recurrence, diag_recurrence
 
-# The variant-specific parameter hook of each variant (None: the transition itself).
-PARAM_HOOKS = {
-    "full": None,
-    "cp": "hook_gates",
-    "block": "hook_blocks",
-    "rotation": "hook_angles",
-    "complex_diag": "hook_diag",
-    "real_diag": "hook_diag",
-    "positive_diag": "hook_diag",
-}
 # Recurrent parameters frozen by freeze_transition (W_E too: it changes every A(x)).
 TRANSITION_PARAMS = ("W", "W_out", "W_gate", "W_in", "W_blocks", "W_angle", "W_re", "W_im",
                      "W_diag", "b_diag", "W_E")
@@ -109,7 +102,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         self.cfg = cfg
         self.recurrence_method = "auto"
         # Training-only perturbation (set by the training recipe, never saved): Gaussian noise of
-        # relative size state_noise added to every pre-normalisation state in train mode. It makes
+        # relative size state_noise added to every pre-normalization state in train mode. It makes
         # any direction the recurrence amplifies visible within the short training lengths, so
         # training pushes such directions to contract instead of letting them take over at
         # length 500 (see workbench.training).
@@ -197,6 +190,35 @@ class HookedBilinearRNN(HookedRecurrentModule):
                     p.requires_grad_(False)
         self.setup()
 
+    @classmethod
+    def from_weights(cls, variant: str, tensors: dict, **cfg_overrides) -> HookedBilinearRNN:
+        """A hooked model of ``variant`` from plain tensors (a model trained elsewhere).
+
+        Parameters
+        ----------
+        variant : str
+            A bilinear variant (``full cp block rotation complex_diag real_diag positive_diag``).
+        tensors : dict[str, Tensor or array]
+            Under the model's own parameter names (``model.state_dict()`` keys: ``W``
+            [H, H, D], ``h0`` [H], ``W_U`` [H, C], ``W_E`` [V, D] for a learned embedding,
+            ``W_B`` [D, H] / ``b_B`` [H] for ``additive``, ...; ``docs/your-own-models-and-automata.md`` lists them
+            per variant). For ``full``, ``token_matrices`` [V, H, H] (``h_t = A[v] h_{t-1}``)
+            may replace ``W``. Cast to float32.
+        **cfg_overrides
+            ``ModelConfig`` fields to set on top of what the shapes imply (e.g.
+            ``normalize=False``, ``freeze_transition=True``).
+
+        Returns
+        -------
+        HookedBilinearRNN in eval mode; ``save_checkpoint`` makes it a checkpoint.
+
+        Raises
+        ------
+        ValueError naming the tensor, its shape and the expected shape; missing or unexpected
+        tensors by name.
+        """
+        return from_weights(cls, variant, tensors, **cfg_overrides)
+
     # ------------------------------------------------------------------ helpers
     @property
     def is_diagonal(self) -> bool:
@@ -260,7 +282,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
         if v == "block":
             return _block_diag(params)
         P = self._diag_kernel_input(params)
-        if v in ("rotation", "complex_diag"):
+        if v in COMPLEX_VARIANTS:
             return _block_diag(_pairs_to_blocks(P))
         return torch.diag_embed(P)
 
@@ -400,7 +422,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
                     params = self._params(l, tokens, x)
                 P = self._diag_kernel_input(params).transpose(0, 1).contiguous()
             states = diag_recurrence(P, h0, Ct, norm,
-                                     is_complex=cfg.variant in ("rotation", "complex_diag"))
+                                     is_complex=cfg.variant in COMPLEX_VARIANTS)
         states = states.transpose(0, 1)
         self.fill_step_caches(state_name, states)
         return states
@@ -440,7 +462,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
                 b = cfg.block_size
                 step = lambda h, t: torch.einsum("bnij,bnj->bni", bs[t],
                                                  h.view(B, H // b, b)).reshape(B, H)
-            elif v in ("rotation", "complex_diag"):
+            elif v in COMPLEX_VARIANTS:
                 Ps = self._diag_kernel_input(params).unbind(1)
 
                 def step(h, t):

@@ -4,11 +4,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-BILINEAR_VARIANTS = ("full", "cp", "block", "rotation", "complex_diag", "real_diag", "positive_diag")
-BASELINE_VARIANTS = ("lstm", "gru", "elman", "transformer")
-VARIANTS = BILINEAR_VARIANTS + BASELINE_VARIANTS
-# Variants whose transition is elementwise (diagonal, possibly complex); the others are dense.
-DIAGONAL_VARIANTS = ("rotation", "complex_diag", "real_diag", "positive_diag")
+from workbench.variants import (  # noqa: F401 (re-exported)
+    BASELINE_VARIANTS, BILINEAR_VARIANTS, COMPLEX_VARIANTS, DIAGONAL_VARIANTS, VARIANTS,
+)
 
 
 def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
@@ -21,7 +19,7 @@ def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None
 
 @dataclass
 class ModelConfig:
-    """Configuration of a bilinear RNN or a baseline (contract fields, see DESIGN.md).
+    """Configuration of a bilinear RNN or a baseline (the contract fields of checkpoints and the CLI).
 
     Parameters
     ----------
@@ -49,8 +47,8 @@ class ModelConfig:
         Random transition parameters, frozen (``requires_grad=False``); only ``h0``, the
         readout (and embedding, additive input) train.
     normalize : bool or None
-        Per-step L2 normalisation of the state. None: on in eval mode, off in training mode
-        (``positive_diag``: off, its states are bounded by construction and normalising
+        Per-step L2 normalization of the state. None: on in eval mode, off in training mode
+        (``positive_diag``: off, its states are bounded by construction and normalizing
         would change the function it computes). True/False force it.
     init_noise : float
         Transitions start at identity + ``init_noise / sqrt(H)`` Gaussian noise.
@@ -120,7 +118,7 @@ class ModelConfig:
         elif self.block_size is not None:
             raise ValueError(f"block_size={self.block_size!r} given for variant {v!r}; "
                              "block_size applies only to 'block' (accepted here: None)")
-        if v in ("rotation", "complex_diag") and H % 2:
+        if v in COMPLEX_VARIANTS and H % 2:
             raise ValueError(f"d_hidden={H} is odd; variant {v!r} needs an even d_hidden "
                              "(2x2 blocks)")
         if v in BILINEAR_VARIANTS and v != "positive_diag" and self.n_layers != 1:

@@ -146,7 +146,7 @@ def state_patch_setter(model: HookedRootModule, name: str) -> Callable:
 
 
 def parse_steps(steps: Any, T: int) -> list[int] | None:
-    """Normalise ``steps=`` to a sorted list of distinct 1-based steps, or None (all).
+    """Normalize ``steps=`` to a sorted list of distinct 1-based steps, or None (all).
 
     Accepted: None, an int, or an iterable of ints (``range`` included), each in ``1..T`` or
     negative counting from the end (``-1`` = T).
@@ -222,7 +222,7 @@ class HookedRecurrentModule(HookedRootModule):
         return tokens.long()
 
     def resolve_normalize(self, normalize: bool | None) -> bool:
-        """Per-step normalisation: argument > cfg.normalize > eval mode (see ModelConfig)."""
+        """Per-step normalization: argument > cfg.normalize > eval mode (see ModelConfig)."""
         if normalize is None:
             normalize = self.cfg.normalize
         if normalize is None:

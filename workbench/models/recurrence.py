@@ -8,7 +8,7 @@ Two custom autograd functions do the whole time loop in one node of the autograd
   ``positive_diag``: real diagonal; ``complex_diag``, ``rotation``: complex diagonal on the
   pairs of dimensions ``(2n, 2n+1)``).
 
-Both optionally L2-normalise every state, ``h_t = u_t / ||u_t||``.
+Both optionally L2-normalize every state, ``h_t = u_t / ||u_t||``.
 
 Why custom functions: a Python time loop under autograd records ~5 nodes per step and, worse,
 slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backward O(T^2)
@@ -17,7 +17,7 @@ slicing a ``[T, B, ...]`` tensor that requires grad inside the loop makes backwa
 the gradient of the per-token matrices is accumulated at the end with one GEMM per token.
 
 Layout: time-major ``[T, B, ...]`` and the state as a *row* vector (``h @ A^T``): a ``bmm``
-with column vectors runs ~7x slower on CPU (see ``reference/benchmarks.md``).
+with column vectors runs ~7x slower on CPU (``benchmarks/bench_recurrence.py``).
 
 Methods for the dense recurrence (``method=``):
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 
 # Cost model constants for choose_dense_method, measured on the 2-core CPU of this project
-# (reference/benchmarks.md): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
+# (benchmarks/bench_recurrence.py): ~3.5 us per eager op, ~60 GFLOP/s on mid-sized GEMMs.
 _OP_SECONDS = 3.5e-6
 _FLOP_RATE = 6.0e10
 
@@ -102,7 +102,6 @@ def _token_grad_tables(
 
     keys : [N] token per row; X, dU : [N, H]. Returns [V, H, H].
     """
-    H = X.shape[1]
     order = torch.argsort(keys, stable=True)
     counts = torch.bincount(keys, minlength=n_tokens).tolist()
     return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)
@@ -201,7 +200,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
 
     @staticmethod
     def _backward_step(g_in, carry, y, n, out):
-        """Gradient wrt u_t written into ``out``; through the normalisation when on."""
+        """Gradient wrt u_t written into ``out``; through the normalization when on."""
         if carry is not None:
             g_in = g_in + carry
         if y is None:
@@ -355,7 +354,7 @@ def dense_token_recurrence(
     C : Tensor [T, B, H] or None
         Additive term per step (the ``additive`` flag), or None.
     normalize : bool
-        L2-normalise each state.
+        L2-normalize each state.
     method : {"auto", "grouped", "alltokens"}
         See the module docstring.
 

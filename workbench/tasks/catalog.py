@@ -8,6 +8,7 @@ import numpy as np
 from .automata import Automaton
 from .groups import GROUP_NAMES_HELP, MAX_ORDER, Group
 from .sampling import Task
+from .user_automaton import read_automaton_file
 
 __all__ = ["make_task", "TASK_SPECS_HELP", "MAX_MODULUS", "MAX_FSM_STATES"]
 
@@ -30,6 +31,8 @@ accepted task specs:
   group:NAME             word problem, one token per element, e.g. group:S3, group:A5, group:Z2xZ4
   group:NAME/gens        same group, one token per generator, e.g. group:S4/gens
   group:perm:GENS[/gens] any permutation group, e.g. group:perm:(0 1 2)(3 4),(0 1)
+  automaton:PATH.json    your own automaton: {{"transitions": [[next state per symbol] per state],
+                         "start": int, "outputs": [label per state], "token_names": [...] (optional)}}
 group NAME: {GROUP_NAMES_HELP}"""
 
 
@@ -95,6 +98,11 @@ def _make(spec: str, s: str) -> Task:
         k = n if mt.group(2) is None else _int_arg(spec, mt.group(2), "k (symbols)", 1, MAX_FSM_STATES)
         seed = 0 if mt.group(3) is None else _int_arg(spec, mt.group(3), "seed", 0, 2**63 - 1)
         return _fsm(n, k, seed)
+    if family == "automaton":
+        if not arg:
+            raise _bad(spec, "missing path: automaton:PATH.json")
+        record, what = read_automaton_file(arg, spec)
+        return Task.from_record(record, spec=spec, what=what)
     if family == "group":
         name, gens = arg, False
         if name.endswith("/gens"):

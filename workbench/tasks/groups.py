@@ -92,7 +92,7 @@ class Decomposition:
         """One dict per irrep present: ``{"name", "dim", "multiplicity"}`` (JSON-safe)."""
         return [
             {"name": n, "dim": int(d), "multiplicity": int(m)}
-            for n, d, m in zip(self.names, self.dims, self.multiplicities)
+            for n, d, m in zip(self.names, self.dims, self.multiplicities, strict=True)
             if m != 0
         ]
 
@@ -422,7 +422,7 @@ class Group:
             nxt = []
             for k, g in enumerate(gens_arr):
                 prod = g[front]  # (g·f)(i) = g[f[i]]
-                for f_id, row in zip(frontier, prod):
+                for f_id, row in zip(frontier, prod, strict=True):
                     key = row.tobytes()
                     j = lookup.get(key)
                     if j is None:
@@ -442,7 +442,7 @@ class Group:
             frontier = nxt
         N = len(perms)
         L = np.zeros((len(gens), N), dtype=np.int64)
-        ks, fs, js = (np.array(x, dtype=np.int64) for x in zip(*left))
+        ks, fs, js = (np.array(x, dtype=np.int64) for x in zip(*left, strict=True))
         L[ks, fs] = js
         # table[e] = L[k][table[parent(e)]] because e = gen_k · parent(e); rows in BFS order
         table = np.empty((N, N), dtype=np.int64)
@@ -657,7 +657,7 @@ class Group:
 
     @cached_property
     def _irrep_names(self) -> list[str]:
-        chi, dims = self._characters["table"], self._characters["dims"]
+        dims = self._characters["dims"]
         symmetric = bool(re.fullmatch(r"S\d+", self.name)) and self.order > 1
         names, counters = [], {}
         for i in range(len(dims)):
@@ -739,7 +739,7 @@ class Group:
             hs = rng.choice(N, size=n_h, replace=False)
             c = rng.normal(size=n_h) if real else rng.normal(size=n_h) + 1j * rng.normal(size=n_h)
             KQ = np.zeros_like(Q)
-            for h, ch in zip(hs, c):
+            for h, ch in zip(hs, c, strict=True):
                 KQ += ch * Q[table[:, h]]  # (R(h) v)[x] = v[x·h]
             Kr = Q.conj().T @ KQ
             Kr = (Kr + Kr.conj().T) / 2

@@ -14,6 +14,7 @@ import torch
 
 from .automata import Automaton
 from .groups import Group
+from .user_automaton import automaton_record, parse_record
 
 __all__ = ["Batch", "Task", "CHANCE_LENGTH"]
 
@@ -75,7 +76,7 @@ class Task:
         Canonical spec string (round-trips through ``make_task``).
     family : str
         ``parity``, ``cyclic``, ``fsm``, ``modarith``, ``modarith_lr``, ``even_pairs``,
-        ``cycle_navigation`` or ``group``.
+        ``cycle_navigation``, ``group`` or ``automaton`` (a user's, see :meth:`from_automaton`).
     d_vocab : int
     n_classes : int
     automaton : Automaton
@@ -106,6 +107,41 @@ class Task:
     def __repr__(self) -> str:
         g = f", group={self.group.name}" if self.group is not None else ""
         return f"Task({self.spec!r}, d_vocab={self.d_vocab}, n_classes={self.n_classes}, states={self.automaton.n_states}{g})"
+
+    @classmethod
+    def from_automaton(cls, transitions, start: int, outputs, token_names=None,
+                       spec: str = "automaton") -> Task:
+        """A task from your own automaton (what ``make_task("automaton:PATH.json")`` reads).
+
+        Parameters
+        ----------
+        transitions : [[next state per symbol] per state], list or int array [n_states, n_symbols]
+        start : int, the state before any token.
+        outputs : [label per state], non-negative ints; ``n_classes = max(outputs) + 1``.
+        token_names : optional, one distinct string per symbol (default ``"0", "1", ...``).
+        spec : recorded as ``task.spec``.
+
+        Raises ``ValueError`` naming the bad field. The states are kept as given (not minimised).
+        """
+        record = {"transitions": transitions, "start": start, "outputs": outputs,
+                  "token_names": token_names}
+        return cls.from_record(record, spec=spec, what=f"Task.from_automaton (spec {spec!r})")
+
+    @classmethod
+    def from_record(cls, record: dict, spec: str = "automaton", what: str | None = None) -> Task:
+        """A task from the automaton JSON object (``automaton:PATH.json``, a checkpoint's
+        ``"automaton"``); ``what`` names the source in error messages."""
+        automaton, names = parse_record(record, what or f"automaton task {spec!r}")
+        n, k = automaton.n_states, automaton.n_symbols
+        return cls(spec=spec, family="automaton", d_vocab=k, n_classes=automaton.n_outputs,
+                   automaton=automaton, token_names=names,
+                   description=f"user automaton: {n} states, {k} symbols, "
+                               f"{automaton.n_outputs} labels; label = output of the state")
+
+    def automaton_record(self) -> dict:
+        """``{"transitions", "start", "outputs", "token_names"}``, JSON-safe: the automaton file
+        format (``make_task("automaton:PATH.json")``), for any task."""
+        return automaton_record(self.automaton, self.token_names)
 
     # ---- lengths ----------------------------------------------------------------------------
 
@@ -220,7 +256,7 @@ class Task:
         Equal to ``1 / n_classes`` for tasks with uniform labels (group and cyclic word problems,
         parity, cycle navigation); larger for skewed tasks (random FSMs, modular arithmetic with
         composite moduli, some ``/gens`` tasks). It can be 1.0 for degenerate tasks whose label is
-        fixed by the length (``group:Z4/gens`` has one generator): normalise with care.
+        fixed by the length (``group:Z4/gens`` has one generator): normalize with care.
         """
         if self.token_elements is not None and self.group is not None and len(np.unique(self.token_elements)) == self.group.order:
             return 1.0 / self.n_classes  # every element is a token: the product is uniform
