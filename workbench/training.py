@@ -1,6 +1,10 @@
 """Training and evaluation protocols.
 
-The default recipe (one recipe for every task, no per-task tuning):
+``TrainConfig``'s defaults are the ``paper`` recipe. Named recipes, among them the CLI's default
+(``collapse_gap``: the same plus a state-collapse objective), live in :mod:`workbench.recipes`;
+their options (label smoothing, the collapse objective, a length curriculum, state passing) are
+computed in :mod:`workbench.objectives` and :mod:`workbench.streams`. The ``paper`` recipe
+(one recipe for every task, no per-task tuning):
 
 * Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (measured: the decay
   is what makes cyclic:50 generalise to length 500). Measured
