@@ -89,7 +89,7 @@ class LongHorizonResult(Result):
 
 def _fmt(x) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else (
-        f"{x:.1e}" if isinstance(x, float) and x < 0.01 else f"{x:.3f}" if isinstance(x, float) else str(x))
+        f"{x:.1e}" if isinstance(x, float) and 0 < x < 0.01 else f"{x:.3f}" if isinstance(x, float) else str(x))
 
 
 def is_group_like(spec: str) -> bool:
