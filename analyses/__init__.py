@@ -7,7 +7,7 @@ Every name below returns a result dataclass with ``summary()`` (its `analyze --j
 ``import analyses`` costs nothing until an analysis is called.
 
 Layers (see docs/internals.md): ``_core`` (model access, shared linear algebra) <- ``spectral``,
-``subspaces`` <- ``drift``, ``automata_extraction``, ``probing``, ``tensor_decomposition``,
+``subspaces`` <- ``drift``, ``automata_extraction``, ``probing`` <- ``attribution``, ``tensor_decomposition``,
 ``groups`` <- ``plot`` (drawing only) <- ``reporting`` (analyze --json, audit, report, figures).
 """
 from __future__ import annotations
@@ -33,6 +33,9 @@ _API = {
     "PatchingResult": "analyses.probing",
     "state_transplant": "analyses.probing",
     "TransplantResult": "analyses.probing",
+    "attribution_patching": "analyses.attribution",
+    "attribute_task": "analyses.attribution",
+    "AttributionResult": "analyses.attribution",
     "decompose_model": "analyses.tensor_decomposition",
     "DecompositionReport": "analyses.tensor_decomposition",
     "recover_representation": "analyses.groups.representations",

@@ -349,7 +349,7 @@ def analyze_spectra(
     else:
         Q = np.eye(H)
         notes.append("no h0: using the full hidden space")
-    AQ = A @ Q  # two matmuls; a 3-operand einsum here was a naive O(V H^4) loop (60 s at H=256)
+    AQ = A @ Q  # two matmuls: a 3-operand einsum here runs as a naive O(V H^4) loop (60 s at H=256)
     B = Q.T @ AQ
     full_norm = np.linalg.norm(A, axis=(1, 2))
     inv_res = np.linalg.norm(AQ - Q @ B, axis=(1, 2)) / np.where(full_norm > 0, full_norm, 1)

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from workbench.cpu_memory import retain_freed_memory
 from workbench.models import ModelConfig, build_model, choose_dense_method
 from workbench.variants import BILINEAR_VARIANTS
 
@@ -58,7 +59,12 @@ def main(argv=None):
     ap.add_argument("--B", type=int, default=256)
     ap.add_argument("--H", type=int, default=64)
     ap.add_argument("--V", type=int, default=8)
+    ap.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                    help="retain: keep freed memory in the process as the CLI and training do "
+                         "(workbench.cpu_memory); default: glibc's own thresholds")
     args = ap.parse_args(argv)
+    if args.malloc == "retain":
+        retain_freed_memory()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     B, T, H, V, C = args.B, args.T, args.H, args.V, args.V
@@ -78,7 +84,8 @@ def main(argv=None):
 
     ref_f = median_time(rnn_fwd, args.repeats)
     ref_fb = median_time(rnn_fb, args.repeats)
-    print(f"B={B} T={T} H={H} V={V}, 1 thread, torch {torch.__version__}, median of {args.repeats}")
+    print(f"B={B} T={T} H={H} V={V}, 1 thread, torch {torch.__version__}, median of {args.repeats}, "
+          f"malloc {args.malloc}")
     print(f"{'model':<16}{'fwd tok/s':>12}{'ratio':>8}{'fwd+bwd tok/s':>16}{'ratio':>8}")
     print(f"{'nn.RNN(tanh)':<16}{ntok / ref_f:>12,.0f}{1.0:>8.2f}{ntok / ref_fb:>16,.0f}{1.0:>8.2f}")
     options = {"cp": {"rank": H}, "block": {"block_size": 8}}

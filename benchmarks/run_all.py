@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 SCRIPTS = ["bench_recurrence.py", "bench_groups.py", "bench_sampling.py",
-           "bench_representations.py", "bench_analyses.py", "bench_transformer.py"]
+           "bench_representations.py", "bench_analyses.py", "bench_transformer.py",
+           "bench_attribution.py"]
 
 
 def main() -> int:

@@ -85,6 +85,31 @@ NOTEBOOKS["02_hooks_and_patching"] = [
              'patching_map(res);'),
     ("md", "The state carries the difference from the changed token to the answer; the readout "
            "site matters only at the answer step; the embedding only at the changed token itself."),
+    ("md", "**Attribution patching.** The same map, estimated from one forward and one backward "
+           "pass: `(clean - corrupted activation) . d(logit difference)/d(activation)` at every "
+           "(site, step), the gradient taken on the corrupted run (backward hooks fire per step, "
+           "`docs/gradients.md`). Solid: the estimate; dashed: activation patching of the same "
+           "pairs. Sizes differ (a linear estimate of a large rotation of the state); the ranking "
+           "is what the Spearman correlation measures."),
+    ("code", 'from analyses.attribution import attribute_task\n'
+             'attr = attribute_task(model, task, n_pairs=32, length=51, n_boot=200)\n'
+             'print(attr.sentence())\n'
+             'attr.plot();'),
+    ("md", "**nnsight.** `nnsight.NNsight(model)` traces the model: `hook_state` fires once per "
+           "step, so `tracer.iter[i]` is step i + 1. The states read in the trace are those "
+           "`run_with_cache` returns (inside a trace the model runs its hooked loop, so they agree "
+           "to float32 round-off)."),
+    ("code", 'import nnsight\n'
+             'tokens = task.eval_set(length=11, n_sequences=4).tokens\n'
+             'nm = nnsight.NNsight(model)\n'
+             'with nm.trace(tokens) as tracer:\n'
+             '    states = nnsight.save([])\n'
+             '    for _ in tracer.iter[0:tokens.shape[1]]:\n'
+             '        states.append(nm.blocks[0].hook_state.output.save())\n'
+             'traced = torch.stack(list(states), 1)\n'
+             '_, cache = model.run_with_cache(tokens, names_filter="blocks.0.hook_state")\n'
+             'gap = (traced - cache["blocks.0.hook_state"]).abs().max().item()\n'
+             'print(tuple(traced.shape), f"max |traced - run_with_cache| = {gap:.1e} (float32 round-off)")'),
 ]
 
 NOTEBOOKS["03_transition_spectra"] = [

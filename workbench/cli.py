@@ -91,6 +91,17 @@ def _length_range(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _device(text: str) -> str:
+    from workbench.devices import check_device_spec  # no torch import: --help stays instant
+    try:
+        return check_device_spec(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA when present; default %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m workbench",
                 description="Bilinear-RNN interpretability workbench: train, evaluate, analyse.")
@@ -122,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final: last step only (default; per_step fitted length 50 but not 500)")
     t.add_argument("--recipe", default=None,
                    help="named recipe (workbench.recipes; default: the default recipe, see "
-                        "docs/training.md); the flags below override its fields")
+                        "docs/recipes.md); the flags below override its fields")
     t.add_argument("--label-smoothing", type=_fraction("label smoothing", "[0, 1)", open_hi=True), default=None,
                    help="cross-entropy label smoothing (default 0)")
     t.add_argument("--collapse-weight", type=_nonneg_float("collapse weight"), default=None,
@@ -140,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-early-stop", action="store_true")
     t.add_argument("--out", default=None, help="checkpoint folder (default runs/TASK-VARIANT-sSEED)")
     t.add_argument("--threads", type=_positive_int, default=1)
+    t.add_argument("--device", type=_device, default="auto", help=_DEVICE_HELP)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -152,11 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=_positive_int, default=512, help="sequences per length")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true")
+    e.add_argument("--device", type=_device, default="auto", help=_DEVICE_HELP)
     e.set_defaults(func=cmd_eval)
 
     a = sub.add_parser("analyze", help="analyses of one model as JSON")
     a.add_argument("checkpoint")
     a.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    a.add_argument("--device", type=_device, default="cpu",
+                   help="where the model's forward passes run: cpu (default: the analyses are "
+                        "small numpy linear algebra), cuda, cuda:N or auto")
     a.set_defaults(func=cmd_analyze)
 
     r = sub.add_parser("report", help="build the HTML report from the shipped zoo")
@@ -172,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     zb.add_argument("--root", default=None, help="zoo folder (default checkpoints/)")
     zb.add_argument("--dry-run", action="store_true", help="list the runs that would train")
     zb.add_argument("--no-progress", action="store_true")
+    zb.add_argument("--device", type=_device, default="auto", help=_DEVICE_HELP)
+    zb.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="local: a process pool on this machine (default); ray: Ray tasks, one "
+                         "thread each (on a cluster with --address, else a Ray started for the build)")
+    zb.add_argument("--address", default=None,
+                    help="Ray cluster address (e.g. 10.0.0.1:6379 or auto); only with --backend ray")
     zb.set_defaults(func=cmd_zoo_build)
     zl = zsub.add_parser("list", help="list the runs of the plan and their status")
     zl.add_argument("--root", default=None)
@@ -256,7 +278,7 @@ def cmd_train(args) -> int:
         additive=args.additive, freeze_transition=args.freeze_transition, steps=args.steps,
         **optimiser, state_noise=args.state_noise, batch_size=args.batch, seed=args.seed,
         loss=args.loss, eval_lengths=tuple(args.eval_lengths), early_stop=not args.no_early_stop,
-        recipe=name, **fields)
+        device=args.device, recipe=name, **fields)
     out = args.out or f"runs/{args.task.replace(':', '').replace('/', '_')}-{args.variant}-s{args.seed}"
     res = train(cfg, out, progress=not args.no_progress, threads=args.threads)
     state = "reused finished checkpoint" if res.reused else ("resumed" if res.resumed else "trained")
@@ -278,7 +300,11 @@ def cmd_eval(args) -> int:
     from workbench.checkpoints import load_checkpoint
     from workbench.training import evaluate, evaluate_preset, normalized_accuracy
 
+    from workbench.devices import resolve_device
+
+    device = resolve_device(args.device)
     model, task = load_checkpoint(args.checkpoint)
+    model.to(device)
     if args.preset and args.lengths:
         raise ValueError("give either --lengths or --preset, not both")
     if args.preset:
@@ -328,10 +354,12 @@ def cmd_analyze(args) -> int:
     if fn is None:
         raise _UserError("analyze is not available (analyses.reporting.summary has no analyze_checkpoint)")
     from workbench.checkpoints import resolve_checkpoint, read_config
+    from workbench.devices import resolve_device
 
+    device = resolve_device(args.device)
     folder = resolve_checkpoint(args.checkpoint)
     read_config(folder)  # fail fast with the checkpoint's own message
-    print(json.dumps(fn(str(folder)), indent=2, default=_json_default))
+    print(json.dumps(fn(str(folder), device=device), indent=2, default=_json_default))
     return 0
 
 
@@ -356,8 +384,11 @@ def cmd_report(args) -> int:
 def cmd_zoo_build(args) -> int:
     from workbench import zoo
 
+    if args.address is not None and args.backend != "ray":
+        raise ValueError(f"--address {args.address!r} needs --backend ray")
     return zoo.build(root=args.root, jobs=args.jobs, only=args.only, dry_run=args.dry_run,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, backend=args.backend, address=args.address,
+                     device=args.device)
 
 
 def cmd_zoo_list(args) -> int:
@@ -445,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         import torch  # noqa: F401  (after parsing: --help never pays for it)
+
+        from workbench.cpu_memory import retain_freed_memory
+        retain_freed_memory()
         torch.set_num_threads(getattr(args, "threads", 1) or 1)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

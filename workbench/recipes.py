@@ -14,7 +14,7 @@ Two kinds of recipe:
 * **extended** (``protocol="extended"``): anything that leaves the protocol, here state passing
   (streams continued across batches, so the loss sees states far from ``h0``).
 
-This module imports no torch, so listing recipes stays instant. See ``docs/training.md``.
+This module imports no torch, so listing recipes stays instant. See ``docs/recipes.md``.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class Recipe:
     fields : TrainConfig fields the recipe fixes.
     rule : optional ``rule(task) -> dict`` of fields that follow from the task's automaton
         (``task.automaton.n_states``, :func:`workbench.objectives.labels_name_states`).
-    description : one line for ``docs/training.md`` and ``experiment recipes``.
+    description : one line for ``docs/recipes.md`` and ``experiment recipes``.
     """
     name: str
     protocol: str

@@ -96,7 +96,7 @@ class StreamCarrier:
         if not self.passing or final_states is None:
             return
         self.h = torch.nn.functional.normalize(final_states.detach().float(), dim=-1).clone()
-        self.q = batch.states[:, -1].clone()
+        self.q = batch.states[:, -1].cpu().clone()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.h is None:

@@ -1,9 +1,10 @@
 """The model zoo: a declarative plan of training runs, a resumable parallel builder, the results
 tables and the reproduction table against the paper.
 
-``python -m workbench zoo build [--jobs 2] [--only PATTERN]`` trains every run of :func:`zoo_plan`
-whose checkpoint is not finished yet (each run also resumes from its own training state), as
-separate processes with one thread each, then writes ``checkpoints/results.csv``,
+``python -m workbench zoo build [--jobs 2] [--only PATTERN] [--backend local|ray [--address ADDR]]
+[--device auto|cpu|cuda]`` trains every run of :func:`zoo_plan` whose checkpoint is not finished
+yet (each run also resumes from its own training state), as separate processes (or Ray tasks)
+with one thread each (:func:`run_plan`), then writes ``checkpoints/results.csv``,
 ``checkpoints/results.md`` and ``checkpoints/index.json``. ``zoo list`` shows the plan and status.
 
 Layout under the zoo root (``checkpoints/`` by default)::
@@ -280,8 +281,12 @@ def _worker_init():
     torch.set_num_threads(1)
 
 
-def execute(run: Run, root=None, progress: bool = False) -> dict:
-    """Train (or resume, or reuse) one run; returns a small summary dict."""
+def execute(run: Run, root=None, progress: bool = False, device: str = "auto") -> dict:
+    """Train (or resume, or reuse) one run; returns a small summary dict.
+
+    ``device`` (``auto``/``cpu``/``cuda``/``cuda:N``) is where the run trains; it is not part of
+    the run's fingerprint, so a run finished on one device counts as finished on any.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -299,7 +304,10 @@ def execute(run: Run, root=None, progress: bool = False) -> dict:
                            f"even {res.success_rate_even:.2f}"}
     from workbench.training import train
 
-    res = train(run.train_config(), run_dir(run, root), progress=progress, threads=1)
+    import dataclasses
+
+    cfg = dataclasses.replace(run.train_config(), device=device)
+    res = train(cfg, run_dir(run, root), progress=progress, threads=1)
     return {"name": run.name, "wall_s": time.perf_counter() - t0, "steps": res.steps,
             "train_time_s": res.train_time_s, "reused": res.reused,
             "summary": f"steps {res.steps:>5}  acc500 {res.accuracy.get(500, float('nan')):.3f}  "
@@ -307,18 +315,169 @@ def execute(run: Run, root=None, progress: bool = False) -> dict:
                        f"{res.train_time_s:.1f}s"}
 
 
-def build(root=None, jobs: int = 2, only: str | None = None, dry_run: bool = False,
-          progress: bool = True, plan: list[Run] | None = None) -> int:
-    """Train every selected run that is not finished, in ``jobs`` processes; then write tables.
+BACKENDS = ("local", "ray")
 
-    Returns 0, or 1 when some runs failed (they are listed; rerunning retries them).
+
+def run_plan(todo: list[Run], root=None, jobs: int = 2, backend: str = "local",
+             address: str | None = None, device: str = "auto", progress: bool = True) -> list[tuple[str, str]]:
+    """Train every run of ``todo`` (the one place that runs a plan: the zoo and the grids).
+
+    Parameters
+    ----------
+    todo : runs to execute; each skips itself when finished and resumes from its own training
+        state when interrupted (:func:`execute` -> :func:`workbench.training.train`), so the
+        backend only decides *where* runs execute, never what they write.
+    root : zoo folder. With Ray on a cluster every node must see it at the same path (a shared
+        file system): the workers write the checkpoints there, exactly as local workers do.
+    jobs : local: processes (1 = in this process); ray: CPUs of the Ray started for the build
+        (ignored with ``address``: the cluster's resources decide).
+    backend : ``"local"`` (process pool, one thread each) or ``"ray"`` (one Ray task per run,
+        ``num_cpus=1``, plus ``num_gpus=1`` when the runs train on CUDA).
+    address : Ray cluster to join (``ray start --head`` prints it; ``"auto"`` finds a local one);
+        None starts a private Ray on this machine for the build and stops it afterwards.
+    device : training device of every run (see :mod:`workbench.devices`).
+
+    Returns
+    -------
+    list of (run name, error) for the runs that failed; the others finished.
+    """
+    from workbench.devices import check_device_spec, resolve_device
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; accepted: {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise ValueError(f"address={address!r} needs backend='ray'")
+    check_device_spec(device)
+    if backend == "local":
+        resolve_device(device)   # "cuda" on a machine without: one clear error before any run
+
+    failures: list[tuple[str, str]] = []
+    if not todo:
+        return failures
+    t0 = time.perf_counter()
+
+    def report(i, r, summary=None, error=None):
+        if error is not None:
+            failures.append((r.name, error))
+            print(f"[{i}/{len(todo)}] {r.name:<32} FAILED {error}", flush=True)
+        else:
+            print(f"[{i}/{len(todo)}] {r.name:<32} {summary}  "
+                  f"({time.perf_counter() - t0:.0f}s elapsed)", flush=True)
+
+    if backend == "ray":
+        _run_ray(todo, str(_root(root)), jobs, address, device, report)
+    elif jobs == 1:
+        for i, r in enumerate(todo, 1):
+            try:
+                report(i, r, execute(r, root, progress, device)["summary"])
+            except Exception as e:  # one failed run must not stop the build
+                report(i, r, error=f"{type(e).__name__}: {e}")
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: fresh interpreters, no forked torch thread pools; each imports once and
+        # runs many trainings.
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+            futs = {ex.submit(execute, r, str(_root(root)), False, device): r for r in todo}
+            for i, f in enumerate(as_completed(futs), 1):
+                try:
+                    report(i, futs[f], f.result()["summary"])
+                except Exception as e:
+                    report(i, futs[f], error=f"{type(e).__name__}: {e}")
+    return failures
+
+
+def _ray_execute(run: Run, root: str, device: str) -> dict:
+    """A Ray task: one run with one thread (Ray also sets OMP_NUM_THREADS=1 for num_cpus=1)."""
+    _worker_init()
+    return execute(run, root, False, device)
+
+
+def _ray_gpus(ray, device: str) -> int:
+    """GPUs per task: 1 when the runs train on CUDA (``auto``: when the cluster has GPUs)."""
+    have = ray.cluster_resources().get("GPU", 0)
+    if device.startswith("cuda"):
+        if not have:
+            raise ValueError(f"device={device!r} but the Ray cluster has no GPUs "
+                             f"(resources {ray.cluster_resources()}); accepted here: cpu, auto")
+        return 1
+    return 1 if device == "auto" and have else 0
+
+
+def _start_local_ray(ray, jobs: int, attempts: int = 3) -> None:
+    """A private single-machine Ray: loopback, no dashboard, a small object store (runs exchange
+    only a summary dict; checkpoints go straight to the file system).
+
+    Ray gives its node 30 s (a constant in ``ray._private.node``) to register; on a loaded
+    2-core machine its half-dozen helper processes can take longer to start, so a start that
+    times out is retried.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=jobs, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     object_store_memory=100 * 2**20, log_to_driver=False, configure_logging=False)
+            return
+        except Exception as e:
+            if "timed out during startup" not in str(e) or attempt == attempts:
+                raise
+            ray.shutdown()
+            print(f"zoo build: Ray did not start in time (attempt {attempt} of {attempts}); retrying",
+                  file=sys.stderr, flush=True)
+
+
+def _run_ray(todo, root: str, jobs: int, address, device: str, report) -> None:
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise ValueError("backend 'ray' needs the ray package: pip install 'bilinear-workbench[ray]' "
+                         "(or pip install ray)") from None
+    started = False
+    if not ray.is_initialized():
+        if address is not None:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            _start_local_ray(ray, jobs)
+        started = True
+    try:
+        gpus = _ray_gpus(ray, device)
+        # A GPU task trains on the GPU Ray assigns it (CUDA_VISIBLE_DEVICES); a CPU task must
+        # not pick one up through "auto".
+        task_device = "cuda" if gpus else ("cpu" if device == "auto" else device)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_ray_execute)
+        pending = {remote.remote(r, root, task_device): r for r in todo}
+        i = 0
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                r = pending.pop(ref)
+                i += 1
+                try:
+                    report(i, r, ray.get(ref)["summary"])
+                except Exception as e:
+                    cause = getattr(e, "cause", None) or e   # RayTaskError wraps the worker's error
+                    report(i, r, error=f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def build(root=None, jobs: int = 2, only: str | None = None, dry_run: bool = False,
+          progress: bool = True, plan: list[Run] | None = None, backend: str = "local",
+          address: str | None = None, device: str = "auto") -> int:
+    """Train every selected run that is not finished (:func:`run_plan`), then write tables.
+
+    ``backend``/``address``/``device``: see :func:`run_plan`. Returns 0, or 1 when some runs
+    failed (they are listed; rerunning retries them).
     """
     root = _root(root)
     full_plan = plan if plan is not None else zoo_plan()
     plan = select(full_plan, only)
     todo = [r for r in plan if not is_finished(r, root)]
+    where = f"{jobs} process(es)" if backend == "local" else \
+        ("Ray at " + address if address else f"a local Ray with {jobs} CPU(s)")
     print(f"zoo build: {len(plan)} runs selected, {len(plan) - len(todo)} finished, "
-          f"{len(todo)} to train with {jobs} process(es); root {root}", flush=True)
+          f"{len(todo)} to train on {where}; root {root}", flush=True)
     if dry_run:
         total = 0.0
         for r in todo:
@@ -331,34 +490,13 @@ def build(root=None, jobs: int = 2, only: str | None = None, dry_run: bool = Fal
               f"<= ~{total / 60 / max(1, jobs):.0f} min wall with {jobs} process(es); runs that "
               f"solve stop early (rough cost model: zoo._SEC_PER_STEP)")
         return 0
-    failures = []
-    t0 = time.perf_counter()
-    if todo:
-        if jobs == 1:
-            for i, r in enumerate(todo, 1):
-                try:
-                    s = execute(r, root, progress)
-                    print(f"[{i}/{len(todo)}] {r.name:<32} {s['summary']}", flush=True)
-                except Exception as e:  # one failed run must not stop the build
-                    failures.append((r.name, f"{type(e).__name__}: {e}"))
-                    print(f"[{i}/{len(todo)}] {r.name:<32} FAILED {type(e).__name__}: {e}", flush=True)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+    if backend == "local":
+        from workbench.devices import resolve_device
 
-            # spawn: fresh interpreters, no forked torch thread pools; each imports once and
-            # runs many trainings.
-            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-                futs = {ex.submit(execute, r, str(root), False): r for r in todo}
-                for i, f in enumerate(as_completed(futs), 1):
-                    r = futs[f]
-                    try:
-                        s = f.result()
-                        print(f"[{i}/{len(todo)}] {r.name:<32} {s['summary']}  "
-                              f"({time.perf_counter() - t0:.0f}s elapsed)", flush=True)
-                    except Exception as e:
-                        failures.append((r.name, f"{type(e).__name__}: {e}"))
-                        print(f"[{i}/{len(todo)}] {r.name:<32} FAILED {type(e).__name__}: {e}", flush=True)
+        resolve_device(device)   # fail before the tables are touched
+    t0 = time.perf_counter()
+    failures = run_plan(todo, root, jobs=jobs, backend=backend, address=address, device=device,
+                        progress=progress)
     rescore_step_accuracy(root, plan=full_plan, progress=progress)
     paths = write_tables(root, plan=full_plan)
     print(f"zoo build: done in {time.perf_counter() - t0:.0f}s; wrote {', '.join(p.name for p in paths)}")

@@ -5,14 +5,19 @@ the unit tests): for every model that generalises (chance-normalized accuracy â‰
 length 500) the representation analysis must find a faithful representation with small
 homomorphism error and residual, automaton extraction must find an automaton isomorphic to the
 task's, and diagonal-class models must have commuting transitions; models that fail at length 500
-must not be declared representations. The table is written to ``checkpoints/analysis.md``.
+must not be declared representations. The table is written to ``checkpoints/analysis.md`` and the
+same rows, machine-readable, to ``checkpoints/analysis.json`` (:func:`write_records`,
+:func:`read_records`), which the generated docs pages read.
 
 ``python -m analyses.reporting.audit [--only PATTERN] [--jobs 2] [--out checkpoints/analysis.md]``
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
+import json
+import math
 import os
 import sys
 import time
@@ -273,6 +278,53 @@ def to_markdown(rows: list[AuditRow], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Format of ``analysis.json``; bump on an incompatible change of the record fields.
+RECORDS_FORMAT = 1
+
+
+def _record(r: AuditRow) -> dict:
+    """One row as JSON: an infinite drift forecast (no growth) is the string "inf", snap
+    lengths are string keys (JSON objects have string keys)."""
+    d = dataclasses.asdict(r)
+    if d["drift_break"] is not None and math.isinf(d["drift_break"]):
+        d["drift_break"] = "inf"
+    if d["snapped"]:
+        d["snapped"] = {**d["snapped"], "learned": {str(k): v for k, v in d["snapped"]["learned"].items()},
+                        "snapped": {str(k): v for k, v in d["snapped"]["snapped"].items()}}
+    d["seconds"] = round(d["seconds"], 3)
+    return d
+
+
+def _row(d: dict) -> AuditRow:
+    d = dict(d)
+    if d["drift_break"] == "inf":
+        d["drift_break"] = math.inf
+    if d["snapped"]:
+        d["snapped"] = {**d["snapped"], "learned": {int(k): v for k, v in d["snapped"]["learned"].items()},
+                        "snapped": {int(k): v for k, v in d["snapped"]["snapped"].items()}}
+    return AuditRow(**d)
+
+
+def records_json(rows: list[AuditRow], command: str) -> str:
+    """The audit rows as one JSON document (what :func:`read_records` reads back)."""
+    return json.dumps({"format_version": RECORDS_FORMAT, "command": command,
+                       "rows": [_record(r) for r in rows]}, indent=1, allow_nan=False) + "\n"
+
+
+def read_records(path) -> tuple[list[AuditRow], str]:
+    """Rows and the command that made them, from an ``analysis.json`` written by the audit."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the audit records {path}: {exc}; "
+                         "make them with python -m analyses.reporting.audit") from exc
+    if doc.get("format_version") != RECORDS_FORMAT:
+        raise ValueError(f"{path}: audit records format {doc.get('format_version')!r}, "
+                         f"this version reads {RECORDS_FORMAT}; rerun python -m analyses.reporting.audit")
+    return [_row(d) for d in doc["rows"]], doc["command"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m analyses.reporting.audit", description=__doc__.splitlines()[0])
     p.add_argument("--only", default=None, help="fnmatch pattern on zoo names, e.g. 'group*_full_*'")
@@ -285,8 +337,9 @@ def main(argv=None) -> int:
     text = to_markdown(rows, cmd)
     out = Path(args.out) if args.out else zoo_root() / "analysis.md"
     atomic_write_bytes(out, text.encode())
+    atomic_write_bytes(out.with_suffix(".json"), records_json(rows, cmd).encode())
     bad = [r for r in rows if r.verdict != "ok"]
-    print(f"{len(rows) - len(bad)}/{len(rows)} models as expected; wrote {out}")
+    print(f"{len(rows) - len(bad)}/{len(rows)} models as expected; wrote {out} and {out.with_suffix('.json')}")
     for r in bad:
         print(f"  {r.name}: {r.verdict}")
     return 0

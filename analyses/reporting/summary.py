@@ -37,11 +37,16 @@ def analyze_model(model, task, accuracy: dict | None = None) -> dict:
     return out
 
 
-def analyze_checkpoint(path_or_name: str) -> dict:
-    """Load a checkpoint (folder or zoo name) and analyse it; accuracy comes from metrics.json."""
+def analyze_checkpoint(path_or_name: str, device=None) -> dict:
+    """Load a checkpoint (folder or zoo name) and analyse it; accuracy comes from metrics.json.
+
+    ``device``: where the model runs (default: CPU, as loaded).
+    """
     from workbench.checkpoints import load_checkpoint, resolve_checkpoint
 
     model, task = load_checkpoint(path_or_name)
+    if device is not None:
+        model.to(device)
     metrics_path = Path(resolve_checkpoint(path_or_name)) / "metrics.json"
     accuracy = {}
     if metrics_path.exists():

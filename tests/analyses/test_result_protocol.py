@@ -37,7 +37,8 @@ RESULT_CLASSES = _result_classes()
 def test_the_scan_finds_the_result_types():
     assert {"SpectraResult", "DriftResult", "ExtractionResult", "RepresentationResult", "ComparisonResult",
             "SnappedResult", "PersistentSubspace", "ProbeResult", "PatchingResult", "TransplantResult",
-            "DecompositionReport", "CPResult", "TuckerResult", "RankCurve", "InteractionResult"} <= set(RESULT_CLASSES)
+            "DecompositionReport", "CPResult", "TuckerResult", "RankCurve", "InteractionResult",
+            "AttributionResult"} <= set(RESULT_CLASSES)
 
 
 @pytest.mark.parametrize("name", sorted(RESULT_CLASSES))
@@ -54,7 +55,8 @@ def test_every_result_type_has_the_four_members(name):
 @pytest.fixture(scope="module")
 def results():
     """One real result of every type, on exact constructions (ground truth known)."""
-    from analyses import (compare_models, decompose_model, extract_automaton, persistent_subspace,
+    from analyses import (attribute_task, compare_models, decompose_model, extract_automaton,
+                          persistent_subspace,
                           probe_accuracy_by_step, recover_representation, snap_transitions, spectra,
                           state_drift, state_transplant, sweep_task)
     from analyses.tensor_decomposition import cp_decompose, interaction_matrices, model_transition_tensor, tucker_decompose
@@ -77,6 +79,7 @@ def results():
         "ProbeResult": probe_accuracy_by_step(model, s3, test_length=20, n_train=64, n_test=32),
         "PatchingResult": sweep_task(model, s3, n_pairs=8, length=12, n_boot=20),
         "TransplantResult": state_transplant(model, s3, n_pairs=16, length=12, t_patch=6),
+        "AttributionResult": attribute_task(model, s3, n_pairs=8, length=12, n_boot=20),
         "DecompositionReport": decomp,
         "CPResult": cp_decompose(W, 2),
         "TuckerResult": tucker_decompose(W, (2, 2, 2)),

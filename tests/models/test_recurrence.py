@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from workbench.models.recurrence import choose_dense_method, dense_token_recurrence, diag_recurrence
+from workbench.models.recurrence import (
+    _token_grad_tables, _token_grad_tables_onegemm, choose_dense_method, dense_token_recurrence,
+    diag_recurrence)
 
 
 def loop_dense(AT, tokens, h0, C, normalize):
@@ -48,6 +50,21 @@ def test_method_choice_follows_sizes():
     assert choose_dense_method(8, 256, 64) == "grouped"
     assert choose_dense_method(120, 256, 64) == "grouped"
     assert choose_dense_method(5, 16, 8) == "alltokens"
+    assert choose_dense_method(25, 64, 256, "cuda") == "alltokens"
+    assert choose_dense_method(10_000, 4096, 1024, "cuda") == "grouped"   # 160 GiB buffer
+
+
+def test_weight_gradient_tables_agree():
+    """The GPU form (one GEMM on a scattered matrix) equals the per-token GEMMs, absent tokens 0."""
+    g = torch.Generator().manual_seed(1)
+    keys = torch.tensor([3, 0, 3, 1, 0, 3, 1])           # token 2 absent
+    X = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    dU = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    ref = torch.stack([sum((torch.outer(X[r], dU[r]) for r in range(7) if keys[r] == v),
+                           torch.zeros(5, 5, dtype=torch.float64)) for v in range(4)])
+    torch.testing.assert_close(_token_grad_tables(keys, X, dU, 4), ref)
+    torch.testing.assert_close(_token_grad_tables_onegemm(keys, X, dU, 4), ref)
+    assert not _token_grad_tables(keys, X, dU, 4)[2].any()
 
 
 def test_bad_method():

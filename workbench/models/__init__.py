@@ -1,7 +1,7 @@
 """The hooked model family: bilinear RNN variants and baselines (LSTM, GRU, Elman, transformer).
 
 ``build_model(cfg)`` returns the module for any ``ModelConfig``; every model maps tokens
-``[B, T]`` to logits ``[B, T, C]`` and exposes the same hook vocabulary (README "Hook points").
+``[B, T]`` to logits ``[B, T, C]`` and exposes the same hook vocabulary (``docs/hooks.md``).
 This is the only workbench package that imports TransformerLens.
 """
 from __future__ import annotations

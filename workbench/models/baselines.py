@@ -8,9 +8,10 @@ Hooks (``l`` = layer):
   start state, editable); ``blocks.{l}.hook_state`` [B,H] **every step** with
   ``hook.ctx["t"]`` (the hidden state h_t; for the LSTM the cell state is not hooked), an edit
   becomes h_t and feeds step t+1; ``blocks.{l}.hook_out`` [B,T,H] once (feeds the next layer or
-  the readout); ``hook_logits`` [B,T,C]. With no editing hook on ``hook_state`` the layer runs
-  as one fused ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` call; with one, the same weights run step
-  by step through ``torch.lstm_cell`` etc.
+  the readout); ``hook_logits`` [B,T,C]. With no editing or backward hook on ``hook_state``
+  the layer runs as one fused ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` call; with one, the same
+  weights run step by step through ``torch.lstm_cell`` etc. (the fused kernel has no per-step
+  gradient to hand to a backward hook).
 """
 from __future__ import annotations
 
@@ -88,15 +89,19 @@ class HookedBaselineRNN(_NoTransitions, HookedRecurrentModule):
         shapes["hook_logits"] = (B, T, self.cfg.n_classes)
         return shapes
 
-    def forward(self, tokens, normalize=None):
-        """Logits [B, T, C]. ``normalize`` is accepted for a uniform call and ignored."""
+    def forward(self, tokens, normalize=None, return_type="logits", labels=None,
+                loss_per_token=False):
+        """Logits [B, T, C]. ``normalize`` is accepted for a uniform call and ignored;
+        ``return_type``, ``labels``, ``loss_per_token`` as in TransformerLens (``model_output``)."""
         tokens = self.validate_tokens(tokens)
         B, T = tokens.shape
-        x = self.hook_embed(self.embed(tokens))
+        x = self.hook_embed(self.embed_input("hook_embed", self.embed(tokens)))
         for l, blk in enumerate(self.blocks):
-            h0 = blk.hook_h0(torch.zeros(B, self.cfg.d_hidden, dtype=x.dtype, device=x.device))
+            h0 = blk.hook_h0(self.embed_input(
+                f"blocks.{l}.hook_h0",
+                torch.zeros(B, self.cfg.d_hidden, dtype=x.dtype, device=x.device)))
             name = f"blocks.{l}.hook_state"
-            if self.editing_hooks(name):
+            if self.editing_hooks(name) or self.has_bwd_hooks(name):
                 out = self._stepwise(blk.rnn, x, h0, name)
             else:
                 hx = h0.unsqueeze(0)
@@ -105,7 +110,8 @@ class HookedBaselineRNN(_NoTransitions, HookedRecurrentModule):
                 out, _ = blk.rnn(x, hx)
                 self.fill_step_caches(name, out)
             x = blk.hook_out(out)
-        return self.hook_logits(x @ self.W_U + self.b_U)
+        return self.model_output(self.hook_logits(x @ self.W_U + self.b_U), return_type, labels,
+                                 loss_per_token)
 
     def _stepwise(self, rnn, x, h0, name):
         w = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
@@ -121,4 +127,5 @@ class HookedBaselineRNN(_NoTransitions, HookedRecurrentModule):
                 h = torch.rnn_tanh_cell(xt, h, *w)
             h = self.fire_step(name, h, t + 1)
             states.append(h)
+        self.finish_step_caches(name)
         return torch.stack(states, 1)

@@ -2,7 +2,7 @@
 
 ``h_t = norm(A(x_t) h_{t-1} [+ x_t @ W_B + b_B])``, ``logits_t = h_t @ W_U``, where ``x_t`` is
 the one-hot token (``d_embed=None``) or ``W_E[token]`` and every entry of ``A(x)`` is linear in
-``x`` (parameterisations in ``docs/internals.md``; the ``Variants`` table of the README).
+``x`` (parameterisations in ``docs/internals.md`` and ``docs/models.md``).
 
 Two execution paths give the same numbers (parity test in ``tests/models``):
 
@@ -12,6 +12,12 @@ Two execution paths give the same numbers (parity test in ``tests/models``):
   ``hook_state`` are filled from its output, so caching all states costs almost nothing;
 * the **hooked loop**: a plain PyTorch loop that fires ``blocks.{l}.hook_state`` at every
   step with ``hook.ctx["t"] = t`` and feeds what the hook returns into step ``t + 1``.
+
+Backward hooks fire on both paths. On the fast path the recurrence node's reverse loop fires
+``hook_state``'s backward hooks per step; a backward hook on a site *upstream* of the recurrence
+(``hook_embed``, the parameter hook, ``hook_transition``) needs the per-step value in the graph,
+which the diagonal variants' kernel takes as input (still the fast path) while the dense
+variants' per-token kernel cannot (the hooked loop runs; same numbers).
 """
 from __future__ import annotations
 
@@ -55,6 +61,20 @@ def _time_major_matmul(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     return x @ W
 
 
+def _token_major(W: torch.Tensor) -> torch.Tensor:
+    """``W`` [H, H, D] with the same values, stored so that ``W.permute(2, 1, 0)`` is contiguous.
+
+    The fast path needs ``A_d^T`` (= ``W[:, :, d]^T``) as one contiguous H x H matrix per input
+    direction. Stored in the default layout, every forward would transpose the whole tensor
+    (a strided copy: ~5-17 ms at H=256, V=25, several times the recurrence's arithmetic) and
+    every backward transpose its gradient back. In this layout both are views: the gradient
+    the recurrence returns already has the parameter's strides, so autograd stores it without
+    a copy. Shapes, values, state_dict and checkpoints are unchanged (saving makes a
+    contiguous copy; loading copies into these strides; ``.to()``/``.double()`` keep them).
+    """
+    return W.permute(2, 1, 0).contiguous().permute(2, 1, 0)
+
+
 def _pairs_to_blocks(P: torch.Tensor) -> torch.Tensor:
     """Interleaved complex diagonal [..., H] -> 2x2 blocks [..., H/2, 2, 2] ``[[a,-b],[b,a]]``."""
     a, b = P.unflatten(-1, (-1, 2)).unbind(-1)
@@ -67,6 +87,35 @@ def _block_diag(blocks: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(n, dtype=blocks.dtype, device=blocks.device)
     dense = torch.einsum("...nij,nm->...nimj", blocks, eye)
     return dense.reshape(*blocks.shape[:-3], n * b, n * b)
+
+
+class _InputGradTap(torch.autograd.Function):
+    """Zeros ``[T, B, H]`` added to the dense fast path's pre-state, so that backward yields
+    ``dL/dx_t[k] = dU_t . (M_k h_{t-1})``, the gradient wrt an input vector x_t of a transition
+    linear in x (``A(x) = sum_k x_k M_k``, every bilinear variant), where ``dU_t`` is the
+    recurrence's gradient wrt its pre-normalization state (what it returns for the additive
+    term). The previous states are known only after the recurrence ran: the caller puts them in
+    ``tap["prev"]`` ([T, B, H]) before any backward."""
+
+    @staticmethod
+    def forward(ctx, xT, M, tap):
+        ctx.M, ctx.tap = M, tap
+        T, B, _ = xT.shape
+        return xT.new_zeros(T, B, M.shape[1])
+
+    @staticmethod
+    def backward(ctx, dU):
+        M, prev = ctx.M, ctx.tap["prev"]
+        T, B, H = prev.shape
+        D = M.shape[0]
+        Mcat = M.reshape(D * H, H)                           # rows k*H+i: M_k[i, :]
+        rows_prev, rows_dU = prev.reshape(T * B, H), dU.reshape(T * B, H)
+        dx = torch.empty(T * B, D, dtype=dU.dtype, device=dU.device)
+        step = max(1, (1 << 22) // max(1, D * H))          # bound the [rows, D, H] temporary
+        for r in range(0, T * B, step):
+            MH = (rows_prev[r:r + step] @ Mcat.T).view(-1, D, H)     # (M_k h)[i]
+            torch.bmm(MH, rows_dU[r:r + step].unsqueeze(2), out=dx[r:r + step].unsqueeze(2))
+        return dx.view(T, B, D), None, None
 
 
 class HookedBilinearRNN(HookedRecurrentModule):
@@ -124,7 +173,7 @@ class HookedBilinearRNN(HookedRecurrentModule):
             eye = torch.eye(H)
             W = torch.randn(H, H, D) / math.sqrt(H) if frozen else \
                 eye[:, :, None] * u + s / math.sqrt(H) * torch.randn(H, H, D)
-            self.W = nn.Parameter(W)
+            self.W = nn.Parameter(_token_major(W))
         elif v == "cp":
             R = cfg.rank
             q = torch.linalg.qr(torch.randn(max(H, R), min(H, R)))[0]
@@ -286,6 +335,18 @@ class HookedBilinearRNN(HookedRecurrentModule):
             return _block_diag(_pairs_to_blocks(P))
         return torch.diag_embed(P)
 
+    def _token_transitions_T(self, vocab: torch.Tensor) -> torch.Tensor:
+        """``A_v^T`` for every token, [V, H, H], differentiable (the fast path's table).
+
+        ``full`` with one-hot input: ``A_v = W[:, :, v]``, so the table is a permuted view of
+        ``W``, contiguous in the layout ``W`` is stored in (:func:`_token_major`): no copy
+        forward or backward. (The einsum against the identity it replaces was a skinny
+        [H^2, V] x [V, V] GEMM forward and two backward, plus the transposes.)
+        """
+        if self.cfg.variant == "full" and self.cfg.d_embed is None:
+            return self.W.permute(2, 1, 0)
+        return self._dense(0, vocab, None, None)[0].transpose(1, 2)
+
     def transition_matrices(self) -> torch.Tensor:
         """Dense ``A_v`` for every token v, [V, H, H] (``positive_diag``: layer 0's diagonal).
 
@@ -347,24 +408,39 @@ class HookedBilinearRNN(HookedRecurrentModule):
         return shapes
 
     # ------------------------------------------------------------------ forward
-    def forward(self, tokens: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
-        """Logits [B, T, C] for tokens [B, T] (``normalize``: see ModelConfig)."""
+    def forward(self, tokens: torch.Tensor, normalize: bool | None = None,
+                return_type: str | None = "logits", labels: torch.Tensor | None = None,
+                loss_per_token: bool = False):
+        """Logits [B, T, C] for tokens [B, T] (``normalize``: see ModelConfig).
+
+        ``return_type`` ("logits", "loss", "both", None), ``labels`` [B, T] and
+        ``loss_per_token`` as in TransformerLens (see ``model_output``).
+        """
         tokens = self.validate_tokens(tokens)
         if self.recurrence_method not in DENSE_METHODS:
             raise ValueError(f"recurrence_method={self.recurrence_method!r}; accepted: "
                              f"{', '.join(DENSE_METHODS)}")
+        if return_type not in self.RETURN_TYPES:
+            self.model_output(None, return_type)   # raises the accepted values
         norm = self.resolve_normalize(normalize)
-        x = None
+        x, x_is_tokens = None, False
         if self.has_hooks("hook_embed"):
-            x = self.hook_embed(self.embed(tokens))
+            x = self.hook_embed(self.embed_input("hook_embed", self.embed(tokens)))
             if not self.editing_hooks("hook_embed"):
-                x = None   # only cached: the token lookups give the same values, faster
+                if self.has_bwd_hooks("hook_embed"):
+                    x_is_tokens = True   # unedited, but its gradient is wanted
+                else:
+                    x = None   # only cached: the token lookups give the same values, faster
         for l in range(self.cfg.n_layers):
-            out = self._run_layer(l, tokens, x, norm)
+            out = self._run_layer(l, tokens, x, norm, x_is_tokens and l == 0)
             x = self.blocks[l].hook_out(out)
-        return self.hook_logits(_time_major_matmul(x, self.W_U))
+        logits = self.hook_logits(_time_major_matmul(x, self.W_U))
+        return self.model_output(logits, return_type, labels, loss_per_token)
 
-    def _run_layer(self, l: int, tokens, x, norm: bool) -> torch.Tensor:
+    def _run_layer(self, l: int, tokens, x, norm: bool, x_is_tokens: bool = False) -> torch.Tensor:
+        """One recurrent layer. ``x``: None (token input, looked up), or the input [B, T, D];
+        ``x_is_tokens``: x holds exactly the token input (no forward edit) and is passed only
+        for its gradient, so the dense fast path may still run (see :class:`_InputGradTap`)."""
         cfg, blk = self.cfg, self.blocks[l]
         B, T = tokens.shape
         H = cfg.d_hidden
@@ -372,21 +448,24 @@ class HookedBilinearRNN(HookedRecurrentModule):
         h0 = self._layer_param(l, "h0").unsqueeze(0).repeat(B, 1)
         h0 = blk.hook_h0(h0)
         dense_variant = not self.is_diagonal
+        # "used": the value must stay in the graph, because a hook edited it (forward) or
+        # wants its gradient (backward).
         upstream_edited = x is not None
         params, params_edited = None, False
         if self.param_hook is not None:
             pname = pre + self.param_hook
             if upstream_edited or self.has_hooks(pname):
                 params = getattr(blk, self.param_hook)(self._params(l, tokens, x))
-                params_edited = self.editing_hooks(pname)
+                params_edited = self.editing_hooks(pname) or self.has_bwd_hooks(pname)
         A_dense, A_edited = None, False
         if self.has_hooks(pre + "hook_transition"):
             A_dense = blk.hook_transition(self._dense(l, tokens, x, params))
-            A_edited = self.editing_hooks(pre + "hook_transition")
+            A_edited = (self.editing_hooks(pre + "hook_transition")
+                        or self.has_bwd_hooks(pre + "hook_transition"))
         additive = cfg.additive or cfg.variant == "positive_diag"
         state_name = pre + "hook_state"
         slow = (self.editing_hooks(state_name) or A_edited
-                or (dense_variant and (upstream_edited or params_edited)))
+                or (dense_variant and ((upstream_edited and not x_is_tokens) or params_edited)))
         noise = self._state_noise(B, T, H, h0)                   # [T, B, H] or None
         if slow:
             C = None
@@ -394,8 +473,10 @@ class HookedBilinearRNN(HookedRecurrentModule):
                 C = self._lin(tokens, x, self._layer_param(l, "W_B")) + self._layer_param(l, "b_B")
             if noise is not None:
                 C = noise.transpose(0, 1) if C is None else C + noise.transpose(0, 1)
-            return self._hooked_loop(l, tokens, x, params, A_dense if A_edited else None,
-                                     C, h0, norm)
+            states = self._hooked_loop(l, tokens, x, params, A_dense if A_edited else None,
+                                       C, h0, norm)
+            self.finish_step_caches(state_name)
+            return states
         # Fast path. With token input, everything per step is a lookup in a small [V, ...]
         # table built once (cos/sin, sigmoid, W_B rows), gathered straight into time-major.
         tok_T = tokens.T.contiguous()
@@ -410,9 +491,26 @@ class HookedBilinearRNN(HookedRecurrentModule):
                 Ct = (self._lin(tokens, x, W_B) + b_B).transpose(0, 1).contiguous()
         if noise is not None:
             Ct = noise if Ct is None else Ct + noise
+        grad_hook = self.step_grad_hook(state_name)
         if dense_variant:
-            AT = self._dense(0, vocab, None, None)[0].transpose(1, 2)
-            states = dense_token_recurrence(AT, tok_T, h0, Ct, norm, self.recurrence_method)
+            tap = None
+            if upstream_edited and x.requires_grad:
+                # x is only wanted for its gradient: a zero-valued term whose backward gives
+                # dL/dx_t, while the token tables carry the values. The tables are built from a
+                # detached embedding, so W_E's gradient arrives once, through x.
+                AT = self._dense(0, None, self.embed(vocab).detach(), None)[0].transpose(1, 2)
+                D = x.shape[-1]
+                basis = torch.eye(D, dtype=x.dtype, device=x.device)[None]
+                M = self._dense(0, None, basis, None)[0].detach()          # [D, H, H]
+                tap = {}
+                zero = _InputGradTap.apply(x.transpose(0, 1), M, tap)     # [T, B, H] zeros
+                Ct = zero if Ct is None else Ct + zero
+            else:
+                AT = self._token_transitions_T(vocab)
+            states = dense_token_recurrence(AT, tok_T, h0, Ct, norm, self.recurrence_method,
+                                            grad_hook)
+            if tap is not None:
+                tap["prev"] = torch.cat([h0.detach().unsqueeze(0), states.detach()[:-1]], 0)
         else:
             if token_input:
                 table = self._diag_kernel_input(self._params(l, vocab, None))[0]   # [V, H]
@@ -422,7 +520,8 @@ class HookedBilinearRNN(HookedRecurrentModule):
                     params = self._params(l, tokens, x)
                 P = self._diag_kernel_input(params).transpose(0, 1).contiguous()
             states = diag_recurrence(P, h0, Ct, norm,
-                                     is_complex=cfg.variant in COMPLEX_VARIANTS)
+                                     is_complex=cfg.variant in COMPLEX_VARIANTS,
+                                     grad_hook=grad_hook)
         states = states.transpose(0, 1)
         self.fill_step_caches(state_name, states)
         return states

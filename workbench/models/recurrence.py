@@ -45,7 +45,7 @@ _FLOP_RATE = 6.0e10
 DENSE_METHODS = ("auto", "grouped", "alltokens")
 
 
-def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
+def choose_dense_method(n_tokens: int, batch: int, hidden: int, device: str = "cpu") -> str:
     """Pick the faster exact method for the dense per-token recurrence.
 
     Parameters
@@ -54,6 +54,9 @@ def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
         Vocabulary size V (number of distinct transition matrices).
     batch, hidden : int
         B and H.
+    device : str
+        ``"cpu"`` (the cost model below) or a CUDA device (``alltokens`` unless its buffer
+        would pass 1 GiB).
 
     Returns
     -------
@@ -67,6 +70,11 @@ def choose_dense_method(n_tokens: int, batch: int, hidden: int) -> str:
     efficiency, small GEMMs, modelled as 1.5x). The model is deliberately crude: it only
     has to separate "tiny batch*hidden" (launch-bound) from "real sizes" (arithmetic-bound).
     """
+    if str(device).startswith("cuda"):
+        # A GPU is launch-bound at these sizes: ``grouped`` needs a host sync (tolist) and one
+        # launch per token per step; ``alltokens`` two launches per step, arithmetic is cheap.
+        # Cap its [B, V*H] per-step buffer at 1 GiB.
+        return "alltokens" if batch * n_tokens * hidden * 4 <= 2**30 else "grouped"
     useful = 2.0 * batch * hidden * hidden / _FLOP_RATE
     alltokens = 2 * _OP_SECONDS + n_tokens * useful
     groups = min(n_tokens, batch)
@@ -107,15 +115,36 @@ def _token_grad_tables(
     return _segment_gemms(X.index_select(0, order), dU.index_select(0, order), counts)
 
 
+def _token_grad_tables_onegemm(
+    keys: torch.Tensor, X: torch.Tensor, dU: torch.Tensor, n_tokens: int
+) -> torch.Tensor:
+    """The same tables as :func:`_token_grad_tables` with one ``[H, N] @ [N, V*H]`` GEMM.
+
+    ``dU`` is scattered into its token's block of a zero ``[N, V*H]`` matrix: V times the
+    arithmetic, but no host synchronisation (no ``tolist``) and one kernel, which is what a
+    GPU wants (and what CUDA-graph capture needs).
+    """
+    N, H = X.shape
+    Z = torch.zeros(N, n_tokens, H, dtype=dU.dtype, device=dU.device)
+    Z.scatter_(1, keys.view(N, 1, 1).expand(N, 1, H), dU.unsqueeze(1))
+    return (X.t() @ Z.view(N, n_tokens * H)).view(H, n_tokens, H).transpose(0, 1)
+
+
 def _segment_gemms(Xg: torch.Tensor, Ug: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Rows grouped by token (``counts[v]`` consecutive rows each): ``out[v] = Xg_v^T Ug_v``."""
+    """Rows grouped by token (``counts[v]`` consecutive rows each): ``out[v] = Xg_v^T Ug_v``.
+
+    ``empty`` plus zeroing only the absent tokens: a ``zeros`` of the whole [V, H, H] table is
+    one more pass over V*H^2 floats that every present token overwrites anyway.
+    """
     H = Xg.shape[1]
-    out = torch.zeros(len(counts), H, H, dtype=Xg.dtype, device=Xg.device)
+    out = torch.empty(len(counts), H, H, dtype=Xg.dtype, device=Xg.device)
     start = 0
     for v, n in enumerate(counts):
         if n:
             torch.mm(Xg[start:start + n].t(), Ug[start:start + n], out=out[v])
             start += n
+        else:
+            out[v].zero_()
     return out
 
 
@@ -123,12 +152,13 @@ class _DenseTokenRecurrence(torch.autograd.Function):
     """States of ``u_t = h_{t-1} @ AT[tok_t] (+ C_t)``, ``h_t = u_t (/ ||u_t||)``.
 
     Inputs: AT [V, H, H] (transposed per-token matrices), tokens [T, B] int64, h0 [B, H],
-    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens").
+    C [T, B, H] or None, normalize (bool), method ("grouped" | "alltokens"), grad_hook
+    (None or ``fn(grad wrt h_t [B, H], t) -> grad``, called at every step of backward).
     Output: states [T, B, H].
     """
 
     @staticmethod
-    def forward(ctx, AT, tokens, h0, C, normalize, method):
+    def forward(ctx, AT, tokens, h0, C, normalize, method, grad_hook=None):
         T, B = tokens.shape
         V, H, _ = AT.shape
         dtype, device = AT.dtype, AT.device
@@ -171,7 +201,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
                 prev = st
             states = S
             if need_grad:
-                ctx.save_for_backward(AT, S, X, N, order, inv)
+                ctx.save_for_backward(AT, S, X, N, order, inv, tokens.gather(1, order))
                 ctx.segs = segs
         elif method == "alltokens":
             AT_cat = AT.permute(1, 0, 2).reshape(H, V * H)               # [H, V*H]
@@ -196,18 +226,27 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             raise ValueError(f"method={method!r}; accepted: 'grouped', 'alltokens'")
         ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
         ctx.shape = (T, B, V, H)
+        ctx.grad_hook = grad_hook
         return states
 
     @staticmethod
-    def _backward_step(g_in, carry, y, n, out):
-        """Gradient wrt u_t written into ``out``; through the normalization when on."""
-        if carry is not None:
-            g_in = g_in + carry
-        if y is None:
-            out.copy_(g_in)
+    def _backward_step(g_in, carry, y, n, out, hook=None, t=0):
+        """Gradient wrt u_t written into ``out``; through the normalization when on.
+
+        ``hook(grad wrt h_t, t + 1)`` (per-step backward hooks) sees the total gradient wrt the
+        state and may replace it; it gets a tensor of its own (a hook may keep it). Without a
+        hook everything is written with ``out=``: at small B*H each op's ~4 us dispatch is what
+        a step costs, and an allocation plus a copy per step were two of them.
+        """
+        if hook is not None:
+            g = out.copy_(hook(g_in if carry is None else g_in + carry, t + 1))
+        elif carry is None:
+            g = out.copy_(g_in)
         else:
-            dot = (y * g_in).sum(dim=1, keepdim=True)
-            torch.addcmul(g_in, y, dot, value=-1.0, out=out)
+            g = torch.add(g_in, carry, out=out)
+        if y is not None:
+            dot = (y * g).sum(dim=1, keepdim=True)
+            torch.addcmul(g, y, dot, value=-1.0, out=out)
             out.div_(n)
         return out
 
@@ -221,48 +260,61 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         dU_steps = dU.unbind(0) if need_dU else None
         step = _DenseTokenRecurrence._backward_step
         if ctx.method == "grouped":
-            AT, S, X, N, order, inv = ctx.saved_tensors
-            A_v = AT.transpose(1, 2).contiguous().unbind(0)
-            grad_AT = torch.zeros(V, H, H, dtype=G.dtype, device=G.device)
-            gA_v = grad_AT.unbind(0)
-            S_steps, X_steps = S.unbind(0), X.unbind(0)
+            AT, S, X, N, order, inv, sorted_tokens = ctx.saved_tensors
+            # A_v as transposed views: BLAS reads them as they are (measured as fast as a
+            # contiguous copy would be, and the copy, a strided transpose, costs more than
+            # the backward's GEMMs at H=256).
+            A_v = [a.t() for a in AT.unbind(0)]
+            S_steps = S.unbind(0)
             N_steps = N.unbind(0) if normalize else None
             order_steps, inv_steps = order.unbind(0), inv.unbind(0)
+            # GS[t]: the gradient wrt u_t in the step's sorted order, kept for the weight
+            # gradient computed after the loop.
+            GS = torch.empty(T, B, H, dtype=G.dtype, device=G.device)
+            GS_steps = GS.unbind(0)
             gbuf = torch.empty(B, H, dtype=G.dtype, device=G.device)
-            gs = torch.empty(B, H, dtype=G.dtype, device=G.device)
             gx = torch.empty(B, H, dtype=G.dtype, device=G.device)
             carry = None
             segs = ctx.segs
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S_steps[t] if normalize else None,
                          N_steps[t] if normalize else None,
-                         dU_steps[t] if ctx.has_C else gbuf)
+                         dU_steps[t] if ctx.has_C else gbuf, ctx.grad_hook, t)
+                gs = GS_steps[t]
                 torch.index_select(g, 0, order_steps[t], out=gs)
-                xt = X_steps[t]
                 for v, s, e in segs[t]:
                     torch.mm(gs[s:e], A_v[v], out=gx[s:e])
-                    # dA accumulated per group here: no [T, B, H] re-sort afterwards.
-                    gA_v[v].addmm_(xt[s:e].t(), gs[s:e])
                 carry = gx.index_select(0, inv_steps[t])
             grad_h0 = carry
+            # Weight gradient of all steps at once: rows (t, slot) sorted by token, then one
+            # [H, n_v] @ [n_v, H] GEMM per token (n_v ~ B*T/V rows) instead of one rank-(B/V)
+            # update of an H x H matrix per token and step, each a full pass over that matrix.
+            grad_AT = None
+            if ctx.needs_input_grad[0]:
+                grad_AT = _token_grad_tables(sorted_tokens.reshape(-1), X.reshape(-1, H),
+                                             GS.reshape(-1, H), V)
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
         else:
             AT, S, h0, N, tokens = ctx.saved_tensors
-            A_cat = AT.transpose(1, 2).reshape(V * H, H)                 # rows v*H+i: A_v[i, :]
+            # carry_b = g_b @ A_{tok_b}: g against every token's matrix at once, then each
+            # sample picks its block (the forward's scheme; two launches per step).
+            A_cols = AT.transpose(1, 2).permute(1, 0, 2).reshape(H, V * H)  # [i, v*H+j] = A_v[i, j]
             idx = tokens.view(T, B, 1, 1).expand(T, B, 1, H)
-            big = torch.zeros(B, V, H, dtype=G.dtype, device=G.device)
+            big = torch.empty(B, V * H, dtype=G.dtype, device=G.device)
+            carry_buf = torch.empty(B, H, dtype=G.dtype, device=G.device)
             carry = None
             for t in range(T - 1, -1, -1):
                 g = step(G[t], carry, S[t] if normalize else None, N[t] if normalize else None,
-                         dU_steps[t])
-                big.zero_()
-                big.scatter_(1, idx[t], g.unsqueeze(1))
-                carry = big.view(B, V * H) @ A_cat
+                         dU_steps[t], ctx.grad_hook, t)
+                torch.mm(g, A_cols, out=big)
+                torch.gather(big.view(B, V, H), 1, idx[t], out=carry_buf.view(B, 1, H))
+                carry = carry_buf
             grad_h0 = carry
             X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
-            grad_AT = _token_grad_tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
+            tables = _token_grad_tables_onegemm if G.is_cuda else _token_grad_tables
+            grad_AT = tables(tokens.reshape(-1), X.reshape(-1, H), dU.reshape(-1, H), V)
             grad_C = dU if (ctx.has_C and ctx.needs_input_grad[3]) else None
-        return grad_AT, None, grad_h0, grad_C, None, None
+        return grad_AT, None, grad_h0, grad_C, None, None, None
 
 
 class _DiagRecurrence(torch.autograd.Function):
@@ -270,11 +322,12 @@ class _DiagRecurrence(torch.autograd.Function):
 
     Inputs: P [T, B, H] (real diagonal, or complex diagonal interleaved as
     ``(a_0, b_0, a_1, b_1, ...)`` acting on the pairs ``(h_{2n}, h_{2n+1})``), h0 [B, H],
-    C [T, B, H] or None, normalize (bool), is_complex (bool). Output: states [T, B, H].
+    C [T, B, H] or None, normalize (bool), is_complex (bool), grad_hook (as for the dense
+    recurrence). Output: states [T, B, H].
     """
 
     @staticmethod
-    def forward(ctx, P, h0, C, normalize, is_complex):
+    def forward(ctx, P, h0, C, normalize, is_complex, grad_hook=None):
         T, B, H = P.shape
         S = torch.empty(T, B, H, dtype=P.dtype, device=P.device)
         N = torch.empty(T, B, 1, dtype=P.dtype, device=P.device) if normalize else None
@@ -298,6 +351,7 @@ class _DiagRecurrence(torch.autograd.Function):
             prev = Sv[t]
         ctx.save_for_backward(P, h0, S, N if normalize else None)
         ctx.normalize, ctx.is_complex, ctx.has_C = normalize, is_complex, C is not None
+        ctx.grad_hook = grad_hook
         return S
 
     @staticmethod
@@ -316,6 +370,8 @@ class _DiagRecurrence(torch.autograd.Function):
             dPc = torch.view_as_complex(dP.view(T, B, H // 2, 2))
         for t in range(T - 1, -1, -1):
             g = G[t] if carry is None else G[t] + carry
+            if ctx.grad_hook is not None:
+                g = ctx.grad_hook(g, t + 1)
             if normalize:
                 g = _normalize_backward(g, S[t], N[t])
             if dU is not None:
@@ -329,7 +385,7 @@ class _DiagRecurrence(torch.autograd.Function):
                 prev = S[t - 1] if t > 0 else h0
                 torch.mul(g, prev, out=dP[t])
                 carry = g * P[t]
-        return dP, carry, dU, None, None
+        return dP, carry, dU, None, None, None
 
 
 def dense_token_recurrence(
@@ -339,6 +395,7 @@ def dense_token_recurrence(
     C: torch.Tensor | None = None,
     normalize: bool = False,
     method: str = "auto",
+    grad_hook=None,
 ) -> torch.Tensor:
     """Run ``h_t = norm(h_{t-1} @ AT[tokens_t] + C_t)`` for all steps.
 
@@ -357,6 +414,10 @@ def dense_token_recurrence(
         L2-normalize each state.
     method : {"auto", "grouped", "alltokens"}
         See the module docstring.
+    grad_hook : None or callable ``(grad [B, H], t) -> grad [B, H]``
+        Called in backward at every step t = T..1 with the total gradient wrt the state h_t
+        (before the normalization's backward); what it returns flows on. This is how a fast
+        path fires per-step backward hooks.
 
     Returns
     -------
@@ -366,8 +427,8 @@ def dense_token_recurrence(
     if method not in DENSE_METHODS:
         raise ValueError(f"method={method!r}; accepted: {', '.join(map(repr, DENSE_METHODS))}")
     if method == "auto":
-        method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1])
-    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method)
+        method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1], AT.device.type)
+    return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method, grad_hook)
 
 
 def diag_recurrence(
@@ -376,6 +437,7 @@ def diag_recurrence(
     C: torch.Tensor | None = None,
     normalize: bool = False,
     is_complex: bool = False,
+    grad_hook=None,
 ) -> torch.Tensor:
     """Run the elementwise recurrence ``h_t = norm(P_t * h_{t-1} + C_t)``.
 
@@ -389,9 +451,10 @@ def diag_recurrence(
     C : Tensor [T, B, H] or None
     normalize : bool
     is_complex : bool
+    grad_hook : None or callable, as for :func:`dense_token_recurrence`.
 
     Returns
     -------
     Tensor [T, B, H]
     """
-    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex))
+    return _DiagRecurrence.apply(P, h0, C, bool(normalize), bool(is_complex), grad_hook)

@@ -38,7 +38,7 @@ from transformer_lens.model_bridge.sources.native.model import NativeModel
 from transformer_lens.model_bridge.sources.transformers_driver import TransformersDriver
 
 from .config import ModelConfig
-from .hooked import HookedRecurrentModule
+from .hooked import RETURN_TYPES, HookedRecurrentModule, output_for_return_type
 
 #: Context the position table and causal masks are first built for; longer inputs grow them.
 INITIAL_N_CTX = 1024
@@ -46,7 +46,6 @@ INITIAL_N_CTX = 1024
 #: n_layers, mean the same in both).
 _WORKBENCH_FIELDS = ("variant", "d_hidden", "n_classes", "d_embed", "rank", "block_size",
                      "additive", "freeze_transition", "normalize", "init_noise")
-RETURN_TYPES = ("logits", None)
 
 
 def sinusoidal_positions(length: int, d: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -101,7 +100,7 @@ class HookedCausalTransformer(TransformerBridge):
     ``model.cfg`` is TL's ``TransformerBridgeConfig`` (what TL utilities read); it also
     answers the workbench's ``ModelConfig`` fields (``variant``, ``d_hidden``, ``n_classes``,
     ...), and ``model.model_config`` is the ``ModelConfig`` itself (what checkpoints store).
-    ``model(tokens [B, T]) -> logits [B, T, C]``; ``return_type`` ``"logits"`` or ``None``.
+    ``model(tokens [B, T]) -> logits [B, T, C]``; ``return_type`` as for the recurrent models.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -184,17 +183,18 @@ class HookedCausalTransformer(TransformerBridge):
         tl_cfg.n_ctx = n
         self.cfg.n_ctx = n
 
-    def forward(self, input, return_type: str | None = "logits", normalize=None, **kwargs):
+    def forward(self, input, return_type: str | None = "logits", normalize=None, labels=None,
+                loss_per_token: bool = False, **kwargs):
         """Logits [B, T, C] for tokens [B, T] (``normalize`` is accepted for a uniform call and
-        ignored). ``return_type``: ``"logits"`` or ``None``; the workbench's losses need per-step
-        labels and are computed by ``workbench.training``."""
+        ignored). ``return_type`` ("logits", "loss", "both", None), ``labels`` [B, T] and
+        ``loss_per_token`` as for the recurrent models (``output_for_return_type``): the loss is
+        the cross-entropy against per-step task labels, not TL's language-model loss."""
         if return_type not in RETURN_TYPES:
-            raise ValueError(f"return_type={return_type!r}; accepted: 'logits' or None (the "
-                             "language-model loss TL computes does not apply to per-step labels)")
+            output_for_return_type(None, return_type)   # raises, naming the accepted values
         tokens = self.validate_tokens(input)
         self._ensure_context(tokens.shape[1])
         logits = self.hook_logits(super().forward(tokens, return_type="logits", **kwargs))
-        return logits if return_type == "logits" else None
+        return output_for_return_type(logits, return_type, labels, loss_per_token)
 
 
 class _StateHook:
