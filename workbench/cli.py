@@ -49,6 +49,30 @@ _float_list = _number_list("learning rates", "1e-2,3e-2", lambda v: 0 < v < 10, 
 _nonneg_float_list = _number_list("weight decays", "0,1", lambda v: 0 <= v < 100, "[0, 100)")
 
 
+def _fraction(what: str, accepted: str, open_hi: bool = False):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number in {accepted}, got {text!r}") from None
+        if not (0 <= v < 1 if open_hi else 0 <= v <= 1):
+            raise argparse.ArgumentTypeError(f"{what} must be a number in {accepted}, got {text!r}")
+        return v
+    return parse
+
+
+def _nonneg_float(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = -1.0
+        if not 0 <= v < 100:
+            raise argparse.ArgumentTypeError(f"{what} must be a number in [0, 100), got {text!r}")
+        return v
+    return parse
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -177,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-lengths", type=_length_range, default=None, help="LO-HI (default 2-10, or the preset's)")
     t.add_argument("--loss", choices=("final", "per_step"), default="final",
                    help="final: last step only (default; per_step fitted length 50 but not 500)")
+    t.add_argument("--recipe", default=None,
+                   help="named recipe (workbench.recipes; default: the default recipe, see "
+                        "docs/recipes.md); the flags below override its fields")
+    t.add_argument("--label-smoothing", type=_fraction("label smoothing", "[0, 1)", open_hi=True), default=None,
+                   help="cross-entropy label smoothing (default 0)")
+    t.add_argument("--collapse-weight", type=_nonneg_float("collapse weight"), default=None,
+                   help="weight of the state-collapse objective (needs labels that name the states)")
+    t.add_argument("--length-curriculum", type=_fraction("length curriculum", "[0, 1]"), default=None,
+                   help="fraction of the steps over which the upper train length grows (0 = off)")
+    t.add_argument("--state-passing", type=_fraction("state passing", "[0, 1]"), default=None,
+                   help="fraction of streams carried across batches (0 = off; leaves the paper protocol)")
+    t.add_argument("--state-passing-warmup", type=_fraction("state passing warm-up", "[0, 1)", open_hi=True),
+                   default=None, help="fraction of the steps trained from h0 before carrying (default 0.3)")
+    t.add_argument("--no-normalize-train", action="store_true",
+                   help="train without per-step normalisation (evaluation still normalises)")
     t.add_argument("--preset", choices=("paper", "deletang"), default="paper")
     t.add_argument("--eval-lengths", type=_int_list, default=[10, 50, 500])
     t.add_argument("--no-early-stop", action="store_true")
@@ -244,6 +283,35 @@ def build_parser() -> argparse.ArgumentParser:
     zt.add_argument("--root", default=None)
     zt.set_defaults(func=cmd_zoo_tables)
 
+    x = sub.add_parser("experiment", parents=common, help="run a declarative grid of training runs and write its table")
+    xsub = x.add_subparsers(dest="experiment_command", metavar="EXPERIMENT_COMMAND", parser_class=_Parser)
+    xsub.required = True
+    xr = xsub.add_parser("run", help="train the unfinished runs of GRID.json, then write its tables")
+    xr.add_argument("grid", help="grid file (JSON; see workbench/experiments.py)")
+    xr.add_argument("--jobs", type=_positive_int, default=1, help="parallel processes (one thread each)")
+    xr.add_argument("--runs", default=None, help="run folders root (default /work/runs/experiments)")
+    xr.add_argument("--out", default=None, help="tables folder (default checkpoints/experiments/NAME)")
+    xr.add_argument("--no-progress", action="store_true")
+    xr.set_defaults(func=cmd_experiment_run)
+    xl = xsub.add_parser("list", help="list the runs of GRID.json and their status")
+    xl.add_argument("grid")
+    xl.add_argument("--runs", default=None)
+    xl.set_defaults(func=cmd_experiment_list)
+    xt = xsub.add_parser("table", help="rewrite the tables of GRID.json from the finished runs")
+    xt.add_argument("grid")
+    xt.add_argument("--runs", default=None)
+    xt.add_argument("--out", default=None)
+    xt.set_defaults(func=cmd_experiment_table)
+    xs = xsub.add_parser("rescore", help="re-evaluate checkpoints on another test seed and write a table")
+    xs.add_argument("checkpoints", nargs="+", help="zoo names or checkpoint folders")
+    xs.add_argument("--lengths", type=_int_list, default=[500])
+    xs.add_argument("--n", type=_positive_int, default=256, help="sequences per length")
+    xs.add_argument("--seed", type=_seed, default=12345)
+    xs.add_argument("--out", default=None, help="tables folder (default: print only)")
+    xs.set_defaults(func=cmd_experiment_rescore)
+    xp = xsub.add_parser("recipes", help="list the named recipes")
+    xp.set_defaults(func=cmd_experiment_recipes)
+
     d = sub.add_parser("demo", parents=common, help="train a tiny model on cyclic:5 and show what its states do")
     d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--no-progress", action="store_true")
@@ -264,14 +332,33 @@ def cmd_train(args) -> int:
         optimiser["lr"] = tuple(args.lr)
     if args.weight_decay is not None:
         optimiser["weight_decay"] = tuple(args.weight_decay)
+    import dataclasses
+
+    from workbench.recipes import DEFAULT_RECIPE, get_recipe
+    from workbench.tasks import make_task
+
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
+    own = recipe.fields_for(make_task(args.task))
+    fields = dict(own)
+    options = {"label_smoothing": args.label_smoothing, "collapse_weight": args.collapse_weight,
+               "length_curriculum": args.length_curriculum, "state_passing": args.state_passing,
+               "state_passing_warmup": args.state_passing_warmup,
+               "normalize_train": False if args.no_normalize_train else None,
+               "train_lengths": args.train_lengths}
+    fields.update({k: v for k, v in options.items() if v is not None})
+    fields.setdefault("train_lengths", preset.train_lengths)
+    # A flag that changes a recipe option makes the run a variation of the recipe: say so.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    changed = any(fields[k] != own.get(k, defaults[k]) for k in fields if k != "train_lengths") \
+        or tuple(fields["train_lengths"]) != tuple(own.get("train_lengths", defaults["train_lengths"]))
+    name = f"{recipe.name}+custom" if changed else recipe.name
     cfg = TrainConfig(
         task=args.task, variant=args.variant, d_hidden=args.hidden, rank=args.rank,
         block_size=args.block_size if args.variant == "block" else None, n_layers=args.layers,
         additive=args.additive, freeze_transition=args.freeze_transition, steps=args.steps,
         **optimiser, state_noise=args.state_noise, batch_size=args.batch, seed=args.seed,
-        train_lengths=args.train_lengths or preset.train_lengths, loss=args.loss,
-        eval_lengths=tuple(args.eval_lengths), early_stop=not args.no_early_stop,
-        device=args.device)
+        loss=args.loss, eval_lengths=tuple(args.eval_lengths), early_stop=not args.no_early_stop,
+        device=args.device, recipe=name, **fields)
     out = args.out or f"runs/{args.task.replace(':', '').replace('/', '_')}-{args.variant}-s{args.seed}"
     res = train(cfg, out, progress=not args.no_progress, threads=args.threads, overwrite=args.overwrite)
     state = "reused finished checkpoint" if res.reused else ("resumed" if res.resumed else "trained")
@@ -415,6 +502,59 @@ def cmd_zoo_tables(args) -> int:
         print(f"added the every-step score to {n} runs")
     paths = zoo.write_tables(root=args.root)
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _experiment_command(args) -> str:
+    parts = ["python -m workbench experiment run", args.grid]
+    if getattr(args, "jobs", 1) != 1:
+        parts.append(f"--jobs {args.jobs}")
+    if args.runs:
+        parts.append(f"--runs {args.runs}")
+    return " ".join(parts)
+
+
+def cmd_experiment_run(args) -> int:
+    from workbench import experiments
+
+    grid = experiments.load_grid(args.grid)
+    return experiments.run_grid(grid, runs=args.runs, jobs=args.jobs, progress=not args.no_progress,
+                                out=args.out, command=_experiment_command(args))
+
+
+def cmd_experiment_list(args) -> int:
+    from workbench import experiments
+
+    experiments.print_list(experiments.load_grid(args.grid), runs=args.runs)
+    return 0
+
+
+def cmd_experiment_table(args) -> int:
+    from workbench import experiments
+
+    grid = experiments.load_grid(args.grid)
+    args.jobs = 1
+    experiments.fill_scores(grid, runs=args.runs)
+    paths = experiments.write_results(grid, runs=args.runs, out=args.out, command=_experiment_command(args))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_experiment_rescore(args) -> int:
+    from workbench import experiments
+
+    cmd = (f"python -m workbench experiment rescore {' '.join(args.checkpoints)} --lengths "
+           f"{','.join(map(str, args.lengths))} --n {args.n} --seed {args.seed}")
+    experiments.rescore(args.checkpoints, tuple(args.lengths), args.n, args.seed, args.out, cmd, progress=True)
+    return 0
+
+
+def cmd_experiment_recipes(args) -> int:
+    from workbench.recipes import DEFAULT_RECIPE, RECIPES
+
+    for r in RECIPES.values():
+        mark = " (default)" if r.name == DEFAULT_RECIPE else ""
+        print(f"{r.name:<18} {r.protocol:<9} {r.description}{mark}")
     return 0
 
 

@@ -1,6 +1,10 @@
 """Training and evaluation protocols.
 
-The default recipe (one recipe for every task, no per-task tuning):
+``TrainConfig``'s defaults are the ``paper`` recipe. Named recipes, among them the CLI's default
+(``collapse_gap``: the same plus a state-collapse objective), live in :mod:`workbench.recipes`;
+their options (label smoothing, the collapse objective, a length curriculum, state passing) are
+computed in :mod:`workbench.objectives` and :mod:`workbench.streams`. The ``paper`` recipe
+(one recipe for every task, no per-task tuning):
 
 * Adam, learning rate 1e-2 with cosine decay to 1/100 of it over the step cap (measured: the decay
   is what makes cyclic:50 generalise to length 500). Measured
@@ -53,6 +57,8 @@ import torch
 from workbench.cpu_memory import retain_freed_memory
 from workbench.devices import check_device_spec, model_device, resolve_device
 from workbench import limits
+from workbench.objectives import recipe_loss
+from workbench.streams import StreamCarrier
 from workbench.checkpoints import (
     CheckpointError, atomic_write_bytes, load_tensors, read_safetensors_metadata,
     remove_stale_temporaries, save_checkpoint, tensors_to_bytes,
@@ -176,6 +182,20 @@ class TrainConfig:
     polish_weight_decay: float = 3.0
     polish_loss: str = "final"
     polish_train_lengths: tuple[int, int] = (2, 10)
+    # Recipe options (workbench.objectives, workbench.streams; docs/recipes.md has their
+    # measured effects). Each enters the fingerprint only when it is not at its neutral value
+    # (:data:`RECIPE_OPTION_DEFAULTS`), so configs written before they existed keep theirs.
+    label_smoothing: float = 0.0
+    collapse_weight: float = 0.0
+    collapse_target: str = "labels"
+    collapse_form: str = "ratio"
+    collapse_warmup: float = 0.0
+    length_curriculum: float = 0.0
+    state_passing: float = 0.0
+    state_passing_warmup: float = 0.3
+    # The name of the preset the config came from (workbench.recipes), a label only: the fields
+    # it set are recorded themselves, so it never enters the fingerprint.
+    recipe: str | None = None
     # Where to train: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N". Not part of the
     # fingerprint: the data and the initial weights are drawn on the CPU whatever the device,
     # so the device changes only floating-point rounding, not what the run means (and old
@@ -194,6 +214,10 @@ class TrainConfig:
         self.train_lengths = tuple(int(x) for x in self.train_lengths)
         self.polish_train_lengths = tuple(int(x) for x in self.polish_train_lengths)
         self.eval_lengths = tuple(int(x) for x in self.eval_lengths)
+        for k in (*RECIPE_OPTION_DEFAULTS, "state_passing_warmup", "collapse_warmup"):
+            v = getattr(self, k)
+            if isinstance(v, int) and not isinstance(v, bool):
+                setattr(self, k, float(v))
         self.validate()
 
     def validate(self) -> None:
@@ -246,6 +270,7 @@ class TrainConfig:
             raise ValueError(f"polish_weight_decay must be in [0, 100), got {self.polish_weight_decay}")
         if self.polish_loss not in ("per_step", "final"):
             raise ValueError(f"polish_loss must be 'per_step' or 'final', got {self.polish_loss!r}")
+        validate_recipe_options(self)
         plo, phi = (self.polish_train_lengths + (0, 0))[:2] if len(self.polish_train_lengths) == 2 else (0, 0)
         if plo < 1 or phi < plo:
             raise ValueError(f"polish_train_lengths must be (lo, hi) with 1 <= lo <= hi, "
@@ -276,12 +301,58 @@ class TrainConfig:
             d.pop(k, None)
         if self.val_mode == "final":
             d.pop("val_mode")  # the rule before val_mode existed: old fingerprints stay valid
+        d.pop("recipe", None)
+        for k, neutral in RECIPE_OPTION_DEFAULTS.items():
+            if d.get(k) == neutral:
+                d.pop(k)
+        if self.state_passing == 0:
+            d.pop("state_passing_warmup", None)
+        if self.collapse_weight == 0 or self.collapse_target == "labels":
+            d.pop("collapse_target", None)
+        if self.collapse_weight == 0 or self.collapse_form == "ratio":
+            d.pop("collapse_form", None)
+        if self.collapse_weight == 0 or self.collapse_warmup == 0:
+            d.pop("collapse_warmup", None)
         if self.polish_steps == 0:
             # No polish: its settings cannot change the weights, and leaving them out keeps the
             # fingerprints of configs written before the polish fields existed.
             for k in [k for k in d if k.startswith("polish_")]:
                 d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Neutral values of the recipe options: at these the option is off and leaves the fingerprint.
+RECIPE_OPTION_DEFAULTS = {"label_smoothing": 0.0, "collapse_weight": 0.0, "length_curriculum": 0.0,
+                          "state_passing": 0.0}
+#: What the collapse objective groups states by: the labels, or the automaton states that the
+#: task's sampler also returns (extra supervision where labels do not name the states).
+COLLAPSE_TARGETS = ("labels", "states")
+#: The collapse term: "ratio" (within / total variance) or "gap" (within spread against the gap to
+#: the nearest other group, which also penalises two groups merging into one point).
+COLLAPSE_FORMS = ("ratio", "gap")
+
+
+def validate_recipe_options(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` naming a bad recipe option and what it accepts."""
+    ranges = {"label_smoothing": (0.0, 1.0, "[0, 1)"), "collapse_weight": (0.0, 100.0, "[0, 100)"),
+              "length_curriculum": (0.0, 1.0001, "[0, 1]"), "state_passing": (0.0, 1.0001, "[0, 1]"),
+              "state_passing_warmup": (0.0, 1.0, "[0, 1)"), "collapse_warmup": (0.0, 1.0, "[0, 1)")}
+    for name, (lo, hi, text) in ranges.items():
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v < hi) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a number in {text}, got {v!r}")
+    if cfg.state_passing > 0 and (cfg.variant not in BILINEAR_VARIANTS or cfg.n_layers != 1):
+        raise ValueError(f"state_passing needs a one-layer bilinear variant (it restarts rows from "
+                         f"blocks.0.hook_h0), got variant {cfg.variant!r} with {cfg.n_layers} layers")
+    if cfg.collapse_weight > 0 and cfg.variant not in BILINEAR_VARIANTS:
+        raise ValueError(f"collapse_weight applies to the bilinear variants (it reads "
+                         f"blocks.0.hook_out), not {cfg.variant!r}")
+    if cfg.collapse_form not in COLLAPSE_FORMS:
+        raise ValueError(f"collapse_form must be one of {', '.join(COLLAPSE_FORMS)}, got {cfg.collapse_form!r}")
+    if cfg.collapse_target not in COLLAPSE_TARGETS:
+        raise ValueError(f"collapse_target must be one of {', '.join(COLLAPSE_TARGETS)}, got {cfg.collapse_target!r}")
+    if cfg.recipe is not None and not isinstance(cfg.recipe, str):
+        raise ValueError(f"recipe must be a preset name or None, got {cfg.recipe!r}")
 
 
 def parse_lengths(text: str) -> tuple[int, int]:
@@ -647,8 +718,9 @@ class _TrainState:
         self.path = state_dir / TRAIN_STATE_FILE
         self.fingerprint = fingerprint
 
-    def save(self, model, opt, gen, meta: dict) -> None:
-        tensors = _flatten_state(model, opt, gen, meta["step"])
+    def save(self, model, opt, gen, meta: dict, extra: dict | None = None) -> None:
+        """``extra``: more tensors to keep with the state (the carried streams of state passing)."""
+        tensors = {**_flatten_state(model, opt, gen, meta["step"]), **(extra or {})}
         record = {"version": TRAIN_STATE_VERSION, "fingerprint": self.fingerprint,
                   "digest": _tensor_digest(tensors), **meta}
         # Non-finite EMAs (before the first step) are stored as null: the file is strict JSON.
@@ -743,6 +815,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     resumed = False
     store = _TrainState(state_dir, run_fingerprint(cfg, task) + f"-lr{lr!r}-wd{weight_decay!r}") \
         if state_dir else None
+    loaded = None
     if store is not None:
         remove_stale_temporaries(store.dir)
         loaded = store.load()
@@ -754,6 +827,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                 store._ignore(store.path, f"it does not fit this model ({type(e).__name__}: "
                               f"{' '.join(str(e).split())[:300]})")
                 model, params, opt, gen = fresh()
+                loaded = None   # nor are its carried streams
             else:
                 step, consecutive, last_long = meta["step"], meta["consecutive"], meta["last_long"]
                 elapsed, rollbacks, lr_scale = meta["elapsed"], meta["rollbacks"], meta["lr_scale"]
@@ -761,7 +835,9 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                 val_acc, long_acc, solved, stopped = meta["val_acc"], meta["long_acc"], meta["solved"], meta["stopped"]
                 resumed = True
 
-    lo, hi = cfg.train_lengths
+    carrier = StreamCarrier(task, cfg)
+    if loaded is not None:
+        carrier.load_state_tensors(loaded[0])
     snap = _snapshot(model, opt, gen)
     snap_meta = (step, consecutive, last_long)
 
@@ -777,10 +853,12 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
     t0 = time.perf_counter()
     try:
         while step < cfg.steps and not stopped:
-            L = int(torch.randint(lo, hi + 1, (1,), generator=gen))
-            batch = task.sample(cfg.batch_size, task.valid_length(L), gen).to(device)
-            logits = model(batch.tokens)
-            loss = _loss_fn(logits, batch.labels, cfg.loss)
+            batch, h_start, carried = carrier.next_batch(step, gen)
+            batch = batch.to(device)
+            if carried is not None:
+                carried, h_start = carried.to(device), h_start.to(device)
+            loss, logits, final_states = recipe_loss(model, batch, cfg, task, h_start, carried,
+                                                     want_final=carrier.passing, step=step)
             ok = bool(torch.isfinite(loss))
             if ok:
                 opt.zero_grad(set_to_none=True)
@@ -793,6 +871,8 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                     g["lr"] = lr_at(step, cfg, lr) * lr_scale
                 opt.step()
                 ok = _all_finite(model)
+            if ok:
+                carrier.update(batch, final_states)
             if not ok:
                 # Roll back to the last good state (weights, Adam moments, RNG) with half the
                 # learning rate; the step counter goes back too, so the schedule is consistent.
@@ -827,7 +907,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                                                    cfg.val_mode)
                     model.train()
                     solved = long_acc >= cfg.solved_threshold
-                    stopped = solved and cfg.early_stop
+                    stopped = solved and cfg.early_stop and carrier.may_stop(step)
                 snap = _snapshot(model, opt, gen)
                 snap_meta = (step, consecutive, last_long)
                 bar.set_postfix(loss=f"{loss_ema:.3g}", acc=f"{acc_ema:.3f}", val50=f"{val_acc:.3f}",
@@ -838,7 +918,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
             if store is not None and (step % cfg.checkpoint_every == 0 or stopped or step == cfg.steps):
                 elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                store.save(model, opt, gen, meta())
+                store.save(model, opt, gen, meta(), extra=carrier.state_tensors())
     finally:
         bar.close()
     elapsed += time.perf_counter() - t0
