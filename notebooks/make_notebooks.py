@@ -362,9 +362,9 @@ NOTEBOOKS["07_train_your_own"] = [
            "few seconds each: does the hierarchy of notebook 3 (a real diagonal holds only parity) "
            "show up in your own runs, at 50 times the training length?\n\n"
            "**Method.** `workbench.training.TrainConfig` and `train` (in memory: `out_dir=None`), a "
-           "grid of two variants, the results side by side. This notebook uses the recipe as it is "
-           "in this version; runs are a few hundred steps so that it executes in seconds "
-           "(`python -m workbench train --help` lists the options for real runs)."),
+           "grid of two variants, the results side by side; then the named recipes and a shipped "
+           "experiment grid's table. Runs are a few hundred steps so that the notebook executes in "
+           "seconds (`python -m workbench train --help` lists the options for real runs)."),
     ("code", SETUP),
     ("code", 'from workbench.training import TrainConfig, train\n'
              'base = dict(task="cyclic:3", d_hidden=8, steps=1500, eval_every=100, eval_lengths=(10, 500),\n'
@@ -380,6 +380,32 @@ NOTEBOOKS["07_train_your_own"] = [
              '    print(f"{variant:<10} {run.steps:>5} {run.train_time_s:>7.1f} {run.solved!s:>6}  {run.normalized_accuracy}")'),
     ("md", "Reading the table: normalized accuracy is 0 at chance and 1 when always right; "
            "`solved` is the recipe's early-stopping verdict on the validation set."),
+    ("md", "**Named recipes.** Beyond single fields, a recipe is a named preset: `paper` is the "
+           "paper's protocol, `collapse_gap` (the `train` default) adds the state-collapse "
+           "objective, `stream` carries states across batches. `recipe_config` turns a recipe "
+           "and a task into a `TrainConfig` (`python -m workbench train --recipe NAME`):"),
+    ("code", 'from workbench.recipes import RECIPES, recipe_config\n'
+             'for name, recipe in RECIPES.items():\n'
+             '    print(f"{name:<16} {recipe.protocol:<9} {recipe.description[:80]}")\n'
+             'cfg = recipe_config("collapse_gap", "fsm:25")\n'
+             'print("fsm:25 under collapse_gap:", {k: getattr(cfg, k) for k in ("collapse_weight", "collapse_form", "train_lengths")})'),
+    ("md", "**An experiment grid, read back.** Grids are data (`checkpoints/experiments/NAME/grid.json`, "
+           "run with `python -m workbench experiment run`); each writes `results.csv`. Here is the "
+           "shipped grid that tried `collapse_gap` on the paper's hardest cells, grouped over seeds:"),
+    ("code", 'from workbench.checkpoints import zoo_root\n'
+             'from workbench.experiments import read_table, summary_cells\n'
+             'rows = read_table(zoo_root() / "experiments" / "collapse_gap_targets" / "results.csv")\n'
+             'cells = summary_cells(rows, key="acc_500")\n'
+             'for c in cells:\n'
+             '    print(f"{c[\'task\']:<10} {c[\'variant_key\']:<9} seeds {c[\'finished\']}/{c[\'seeds\']}  "\n'
+             '          f"median {c[\'median\']:.3f}  best {c[\'best\']:.3f}  worst {c[\'worst\']:.3f}")'),
+    ("md", "**Try it.** Which cell of that grid has the weakest single seed (the lowest worst-seed "
+           "accuracy at length 500)?"),
+    ("code", 'my_answer = "cyclic:50"   # try it: a task spec from the table\n'
+             'weakest = min((c for c in cells if c["worst"] is not None), key=lambda c: c["worst"])\n'
+             'print("weakest seed:", weakest["task"], weakest["variant_key"], round(weakest["worst"], 3))\n'
+             'assert my_answer == weakest["task"], f"look at the table: {weakest[\'task\']}"\n'
+             'print("right: one block-2 seed on cyclic:50 stops at 0.97")'),
     ("md", "**Try it.** Which variant is near chance at length 500?"),
     ("code", 'my_answer = "real_diag"   # try it\n'
              'worst = min(runs, key=lambda v: runs[v].normalized_accuracy[500])\n'

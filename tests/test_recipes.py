@@ -313,3 +313,16 @@ def test_zoo_cells_name_their_recipe():
     # naming a cell `paper` leaves its fingerprint as it was before recipes existed
     bare = zoo.Run("x", "cyclic:5", "full", 0).train_config()
     assert p.fingerprint() == bare.fingerprint()
+
+
+def test_read_table_types_the_shipped_results_and_feeds_summary_cells():
+    from workbench.checkpoints import zoo_root
+    from workbench.experiments import read_table, summary_cells
+
+    rows = read_table(zoo_root() / "experiments" / "collapse_gap_targets" / "results.csv")
+    assert rows and all(isinstance(r["seed"], int) for r in rows)
+    assert all(r["acc_500"] is None or 0.0 <= r["acc_500"] <= 1.0 for r in rows)
+    assert all(isinstance(r["solved_validation"], bool) for r in rows if r["solved_validation"] is not None)
+    cells = summary_cells(rows)
+    fsm25 = next(c for c in cells if c["task"] == "fsm:25")
+    assert fsm25["finished"] == 3 and fsm25["worst"] <= fsm25["median"] <= fsm25["best"]

@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     xr = xsub.add_parser("run", help="train the unfinished runs of GRID.json, then write its tables")
     xr.add_argument("grid", help="grid file (JSON; see workbench/experiments.py)")
     xr.add_argument("--jobs", type=_positive_int, default=1, help="parallel processes (one thread each)")
-    xr.add_argument("--runs", default=None, help="run folders root (default /work/runs/experiments)")
+    xr.add_argument("--runs", default=None, help="run folders root (default runs/experiments, ignored by git)")
     xr.add_argument("--out", default=None, help="tables folder (default checkpoints/experiments/NAME)")
     xr.add_argument("--no-progress", action="store_true")
     xr.set_defaults(func=cmd_experiment_run)

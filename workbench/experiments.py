@@ -17,7 +17,7 @@ win over the recipe's, which win over the zoo variant key's and the zoo's step c
 Each grid point becomes a :class:`workbench.zoo.Run`; ``python -m workbench experiment run
 GRID.json`` trains those not finished (``zoo.is_finished``: same fingerprint) with ``zoo.build``
 (parallel processes, one thread each, every run resumable), keeping the run folders outside the
-repository (``--runs``, default ``/work/runs/experiments``), then optionally scores the
+repository (``--runs``, default ``runs/experiments``, ignored by git), then optionally scores the
 finished runs at ``long_lengths`` (stored in each run's metrics.json under ``long_accuracy``),
 then writes ``results.csv`` and ``results.md`` (with the command that made them) into
 ``checkpoints/experiments/<name>/``, one row per grid point, unfinished or failed runs included.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IDENTITY_KEYS = ("recipe", "task", "variant", "seed")
-DEFAULT_RUNS_ROOT = "/work/runs/experiments"
+DEFAULT_RUNS_ROOT = "runs/experiments"   # run folders stay out of git (runs/ is ignored)
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,33 @@ def collect(grid: Grid, runs: str | Path | None = None) -> list[dict]:
 def _fmt(x, nd=3):
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else (
         f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+
+def read_table(path) -> list[dict]:
+    """The rows of an experiment's ``results.csv`` with numbers as numbers (empty cells: None).
+
+    The first line (``# made by: …``) is skipped; ``summary_cells`` takes what this returns.
+    """
+    import csv
+
+    def value(text: str):
+        if text == "":
+            return None
+        if text in ("True", "False"):
+            return text == "True"
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with open(path, newline="") as f:
+        lines = [line for line in f if not line.startswith("#")]
+    return [{k: (v if k in ("name", "recipe", "task", "variant_key", "fields", "status") else value(v))
+             for k, v in row.items()} for row in csv.DictReader(lines)]
 
 
 def summary_cells(rows: list[dict], key: str = "acc_500") -> list[dict]:
