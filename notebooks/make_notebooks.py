@@ -182,26 +182,35 @@ NOTEBOOKS["03_hierarchy_explained"] = [
     ("code", 'my_answer = True   # try it\n'
              'assert my_answer == bool(np.max(mamba.token_decay_length) < 500), "look at the decay lengths again"\n'
              'print("right: every direction has decayed before step 500")'),
-    ("md", "**Where rotation fails.** A rotation model holds phases; exact addition mod m needs its "
+    ("md", "**Where rotation fails.** A rotation model holds phases: exact addition mod m needs its "
            "angles at multiples of 2π/m, and a phase error ε per step crosses the decision boundary "
-           "after about π/(m ε) steps. In this zoo the rotation models of `cyclic:25` hold their "
-           "phases to ~1e-3 rad; the one that fails is parity: its angles are nowhere near π, it "
-           "fits the training lengths and then is wrong on odd and even lengths alike."),
+           "after about π/(m ε) steps. In this zoo the rotation models of parity (`cyclic:2`) and "
+           "`cyclic:25` hold their phases to ~1e-3 rad or better. What no rotation can do is merge "
+           "two states: rotations are invertible. A random automaton has letters that send "
+           "two states to one (`fsm:2`: letter 0 sends both states to state 1), and there the "
+           "rotation model is no better than chance."),
     ("code", 'rot = {}\n'
              'for spec in ("cyclic:2", "cyclic:25"):\n'
              '    rot_model, rot_task = workbench.load_checkpoint(zoo.pick(spec, "rotation"))\n'
              '    rot[spec] = spectra(rot_model, rot_task)\n'
              '    print(f"{spec:<10} max phase error {rot[spec].max_phase_error:.3g} rad;",\n'
              '          "accuracy by length", workbench.evaluate(rot_model, rot_task, [10, 11, 100, 500], n_sequences=128))\n'
-             'rot["cyclic:2"].plot();'),
+             'fsm_rot, fsm_task = workbench.load_checkpoint(zoo.pick("fsm:2", "rotation"))\n'
+             'print("fsm:2 transitions (rows: states, columns: letters):", fsm_task.automaton.transitions.tolist())\n'
+             'fsm_rot_500 = workbench.training.normalized_accuracy(\n'
+             '    workbench.evaluate(fsm_rot, fsm_task, [500], n_sequences=256)[500], fsm_task.chance)\n'
+             'print(f"rotation on fsm:2: normalized accuracy at 500 = {fsm_rot_500:.2f}")\n'
+             'rot["cyclic:25"].plot();'),
     ("md", "**Answer.** Commuting matrices (diagonal: commutator 0) cannot hold a non-abelian "
            "machine; a real unit eigenvalue is ±1, hence parity only; positive gates below 1 decay "
-           "within a few hundred steps; the rotation model fails where it learned the wrong phase "
-           "(here parity, error ≈ 3 rad), and holds where its phase error is ~1e-3."),
+           "within a few hundred steps; the rotation model holds every cyclic group whose phases it "
+           "learned (errors ~1e-3 rad or less) and fails where the machine merges states, which no "
+           "invertible matrix can do."),
     ("code", answer('{"full_fsm_commutator": full_fsm.max_commutator, "diag_fsm_commutator": diag_fsm.max_commutator,\n'
                     '          "real_diag_max_imag": float(np.abs(real3.eigenvalues.imag).max()),\n'
                     '          "mamba_longest_decay": float(np.max(mamba.token_decay_length)),\n'
-                    '          "rotation_phase_error": {spec: r.max_phase_error for spec, r in rot.items()}}')),
+                    '          "rotation_phase_error": {spec: r.max_phase_error for spec, r in rot.items()},\n'
+                    '          "rotation_fsm2_normalized_500": fsm_rot_500}')),
 ]
 
 NOTEBOOKS["04_group_representations"] = [

@@ -49,8 +49,9 @@ CHECKS = {
     "02_hooks_and_patching": lambda a: a["spearman"] >= 0.9 and a["state_recovery_before_answer"] >= 0.9,
     "03_hierarchy_explained": lambda a: (a["full_fsm_commutator"] > 0.1 and a["diag_fsm_commutator"] < 1e-6
                                          and a["real_diag_max_imag"] < 1e-6 and a["mamba_longest_decay"] < 500
-                                         and a["rotation_phase_error"]["cyclic:2"] > 1.0
-                                         and a["rotation_phase_error"]["cyclic:25"] < 1e-2),
+                                         and a["rotation_phase_error"]["cyclic:2"] < 1e-2
+                                         and a["rotation_phase_error"]["cyclic:25"] < 1e-2
+                                         and a["rotation_fsm2_normalized_500"] < 0.3),
     "04_group_representations": lambda a: (a["S3"] == "2a" and a["S3_faithful"] and a["A5_faithful"]
                                            and "3×3a" in a["A4"] and "2×2a" in a["Q8"]
                                            and a["Q8_quaternionic_dims"] == 4 and not a["Q8_quaternionic_real_form"]),
