@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analyses._result import Result
-from analyses.probing import (ONCE_SITES, PER_STEP_SITES, STATE_HOOK, PatchingResult,
+from analyses.probing import (check_patching_pair, ONCE_SITES, PER_STEP_SITES, STATE_HOOK, PatchingResult,
                               make_patching_pairs, patching_sweep)
 
 __all__ = ["AttributionResult", "attribution_patching", "attribute_task", "compare", "spearman",
@@ -155,19 +155,8 @@ def attribution_patching(model, clean, corrupt, clean_label, corrupt_label,
     """
     import torch
 
-    clean = torch.as_tensor(np.asarray(clean), dtype=torch.long)
-    corrupt = torch.as_tensor(np.asarray(corrupt), dtype=torch.long)
-    if clean.shape != corrupt.shape or clean.ndim != 2:
-        raise ValueError(f"clean and corrupt must be equal-shape [B, T]; got {tuple(clean.shape)} "
-                         f"and {tuple(corrupt.shape)}")
+    clean, corrupt, cl, co, steps = check_patching_pair(clean, corrupt, clean_label, corrupt_label, steps)
     B, T = clean.shape
-    cl = np.asarray(clean_label, dtype=np.int64)
-    co = np.asarray(corrupt_label, dtype=np.int64)
-    if cl.shape != (B,) or co.shape != (B,):
-        raise ValueError(f"labels must have shape ({B},); got {cl.shape} and {co.shape}")
-    steps = np.arange(1, T + 1) if steps is None else np.asarray(steps, dtype=np.int64)
-    if steps.size == 0 or steps.min() < 1 or steps.max() > T:
-        raise ValueError(f"steps must be a non-empty list in 1..{T}; got {steps.tolist()}")
     sites = list(sites)
     known = set(ONCE_SITES) | set(PER_STEP_SITES)
     for s in sites:

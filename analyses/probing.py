@@ -311,6 +311,27 @@ def _site_hook(site: str, clean_act, row_pair, row_step):
     return hook
 
 
+def check_patching_pair(clean, corrupt, clean_label, corrupt_label, steps):
+    """Validated inputs of a clean/corrupt patching run: token tensors ``[B, T]``, label arrays
+    ``(B,)`` and 1-based steps (default 1..T), each with an error naming the bad value."""
+    import torch
+
+    clean = torch.as_tensor(np.asarray(clean), dtype=torch.long)
+    corrupt = torch.as_tensor(np.asarray(corrupt), dtype=torch.long)
+    if clean.shape != corrupt.shape or clean.ndim != 2:
+        raise ValueError(f"clean and corrupt must be equal-shape [B, T]; got {tuple(clean.shape)} "
+                         f"and {tuple(corrupt.shape)}")
+    B, T = clean.shape
+    cl = np.asarray(clean_label, dtype=np.int64)
+    co = np.asarray(corrupt_label, dtype=np.int64)
+    if cl.shape != (B,) or co.shape != (B,):
+        raise ValueError(f"labels must have shape ({B},); got {cl.shape} and {co.shape}")
+    steps = np.arange(1, T + 1) if steps is None else np.asarray(steps, dtype=np.int64)
+    if steps.size == 0 or steps.min() < 1 or steps.max() > T:
+        raise ValueError(f"steps must be a non-empty list in 1..{T}; got {steps.tolist()}")
+    return clean, corrupt, cl, co, steps
+
+
 def patching_sweep(model, clean, corrupt, clean_label, corrupt_label,
                    sites=(STATE_HOOK, "blocks.0.hook_out", "hook_embed"), steps=None,
                    n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
@@ -329,19 +350,8 @@ def patching_sweep(model, clean, corrupt, clean_label, corrupt_label,
     """
     import torch
 
-    clean = torch.as_tensor(np.asarray(clean), dtype=torch.long)
-    corrupt = torch.as_tensor(np.asarray(corrupt), dtype=torch.long)
-    if clean.shape != corrupt.shape or clean.ndim != 2:
-        raise ValueError(f"clean and corrupt must be equal-shape [B, T]; got {tuple(clean.shape)} "
-                         f"and {tuple(corrupt.shape)}")
+    clean, corrupt, cl, co, steps = check_patching_pair(clean, corrupt, clean_label, corrupt_label, steps)
     B, T = clean.shape
-    cl = np.asarray(clean_label, dtype=np.int64)
-    co = np.asarray(corrupt_label, dtype=np.int64)
-    if cl.shape != (B,) or co.shape != (B,):
-        raise ValueError(f"labels must have shape ({B},); got {cl.shape} and {co.shape}")
-    steps = np.arange(1, T + 1) if steps is None else np.asarray(steps, dtype=np.int64)
-    if steps.min() < 1 or steps.max() > T:
-        raise ValueError(f"steps must lie in 1..{T}; got {steps.min()}..{steps.max()}")
     known = set(ONCE_SITES) | set(PER_STEP_SITES)
     for s in sites:
         if s not in known:
