@@ -105,6 +105,25 @@ def test_state_passing_continues_the_streams_exactly():
     assert torch.equal(got_labels[3][n:], fresh.labels)
 
 
+def test_a_stream_whose_prediction_was_wrong_restarts_from_h0():
+    """A group's error never heals, so a carried row whose last prediction was wrong must start
+    again from h0 and the automaton's start state; the rows that were right stay carried."""
+    task = make_task("cyclic:3")
+    cfg = _tiny(state_passing=0.75, state_passing_warmup=0.0, collapse_weight=0.0)
+    carrier = StreamCarrier(task, cfg)
+    gen = torch.Generator().manual_seed(0)
+    batch, _, _ = carrier.next_batch(0, gen)
+    logits = torch.nn.functional.one_hot(batch.labels, 3).float()     # right everywhere ...
+    logits[0, -1] = torch.nn.functional.one_hot((batch.labels[0, -1] + 1) % 3, 3).float()  # ... but row 0
+    carrier.update(batch, torch.randn(cfg.batch_size, 4), logits)
+    nxt, _, carried = carrier.next_batch(1, gen)
+    n = carrier.n_carry
+    assert not bool(carried[0]) and bool(carried[1:n].all()) and not bool(carried[n:].any())
+    assert torch.equal(nxt.labels[0], task.label(nxt.tokens[:1]).labels[0])          # fresh start
+    q = batch.states[1, -1].item()
+    assert nxt.states[1, 0].item() == int(task.automaton.transitions[q, nxt.tokens[1, 0]])
+
+
 def test_state_passing_carry_is_saved_with_the_training_state(tmp_path):
     cfg = _tiny(steps=60, state_passing=0.5, state_passing_warmup=0.1)
     ref = train(cfg, tmp_path / "ref", progress=False)

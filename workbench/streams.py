@@ -14,6 +14,10 @@ Two recipe options decide what a training batch is:
   and the automaton's start state. A carried row is a stream as long as training, cut into
   truncated-backpropagation windows of the training lengths (Buitrago Ruiz & Gu 2025), so the
   loss sees states thousands of steps from ``h0`` while every gradient path stays <= 10 steps.
+  A carried row whose previous window ended in a wrong prediction restarts from ``h0``: in a
+  group an error never heals (the hidden state then tracks another element for good), so
+  carrying it would train on states that say nothing about the labels, and with 98 % of the
+  rows carried that drove every group model measured to chance within a few hundred steps.
   ``TrainConfig.state_passing_warmup`` (fraction of the step cap) trains from ``h0`` only first,
   so the carried states mean something when carrying starts. This leaves the paper's protocol
   ("every sequence from h0"): recipes that use it are named as extended (:mod:`workbench.recipes`).
@@ -43,8 +47,8 @@ class StreamCarrier:
     cfg : TrainConfig (``batch_size``, ``train_lengths``, ``length_curriculum``,
         ``state_passing``, ``state_passing_warmup``, ``steps``).
 
-    The carry (``h`` [B, H] float, ``q`` [B] int64 automaton states)
-    is part of the training state: :meth:`state_tensors` / :meth:`load_state_tensors`
+    The carry (``h`` [B, H] float, ``q`` [B] int64 automaton states, ``ok`` [B] bool: the row's
+    last prediction was right, so it may be carried) is part of the training state: :meth:`state_tensors` / :meth:`load_state_tensors`
     save and restore it with the run, so a resumed run carries on exactly.
     """
 
@@ -58,6 +62,7 @@ class StreamCarrier:
         self.n_carry = int(round(cfg.state_passing * cfg.batch_size))
         self.h: torch.Tensor | None = None
         self.q: torch.Tensor | None = None
+        self.ok: torch.Tensor | None = None
 
     @property
     def passing(self) -> bool:
@@ -83,26 +88,37 @@ class StreamCarrier:
             return task.sample(cfg.batch_size, L, gen), None, None
         B = cfg.batch_size
         tokens = task.sample_tokens(B, L, gen)
+        carried = torch.zeros(B, dtype=torch.bool)
+        carried[:self.n_carry] = self.ok[:self.n_carry]
         start = torch.full((B,), int(task.automaton.start), dtype=torch.int64)
-        start[:self.n_carry] = self.q[:self.n_carry]
+        start = torch.where(carried, self.q, start)
         states = torch.from_numpy(task.automaton.run(tokens.numpy(), start=start.numpy()))
         labels = torch.from_numpy(task.automaton.outputs[states.numpy()])
-        carried = torch.zeros(B, dtype=torch.bool)
-        carried[:self.n_carry] = True
         return Batch(tokens, labels, states), self.h, carried
 
-    def update(self, batch: Batch, final_states: torch.Tensor | None) -> None:
-        """Remember the final hidden and automaton states of ``batch`` for the next one."""
+    def update(self, batch: Batch, final_states: torch.Tensor | None,
+               logits: torch.Tensor | None = None) -> None:
+        """Remember the final hidden and automaton states of ``batch`` for the next one.
+
+        ``logits`` [B, T, C]: rows whose final prediction is wrong are not carried next time
+        (None: every row may be carried).
+        """
         if not self.passing or final_states is None:
             return
         self.h = torch.nn.functional.normalize(final_states.detach().float(), dim=-1).clone()
         self.q = batch.states[:, -1].cpu().clone()
+        if logits is None:
+            self.ok = torch.ones(len(self.q), dtype=torch.bool)
+        else:
+            self.ok = (logits.detach()[:, -1].argmax(-1) == batch.labels[:, -1]).cpu()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.h is None:
             return {}
-        return {"carry.h": self.h, "carry.q": self.q}
+        return {"carry.h": self.h, "carry.q": self.q, "carry.ok": self.ok}
 
     def load_state_tensors(self, tensors: dict) -> None:
         if "carry.h" in tensors:
             self.h, self.q = tensors["carry.h"].clone(), tensors["carry.q"].clone()
+            ok = tensors.get("carry.ok")
+            self.ok = torch.ones(len(self.q), dtype=torch.bool) if ok is None else ok.clone()

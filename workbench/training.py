@@ -872,7 +872,7 @@ def _train_one_lr(cfg: TrainConfig, task, lr: float, state_dir: Path | None, pro
                 opt.step()
                 ok = _all_finite(model)
             if ok:
-                carrier.update(batch, final_states)
+                carrier.update(batch, final_states, logits)
             if not ok:
                 # Roll back to the last good state (weights, Adam moments, RNG) with half the
                 # learning rate; the step counter goes back too, so the schedule is consistent.

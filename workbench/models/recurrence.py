@@ -30,8 +30,13 @@ Methods for the dense recurrence (``method=``):
 ``"alltokens"``
     ``h @ [A_1^T ... A_V^T]`` for every token at once, then each sample picks its row. Two
     launches per step but ``V``-times redundant arithmetic: wins only for tiny ``B * H``.
+``"kernel"``
+    The grouped scheme as compiled loops (:mod:`workbench.models.kernels`, numba): one call
+    for the whole forward and one for the backward's reverse loop, each token matrix read once
+    per step and no BLAS packing. CPU only, float32/float64, no per-step backward hook.
 ``"auto"``
-    Chooses by a cost model of launches and arithmetic (:func:`choose_dense_method`).
+    ``"kernel"`` where it applies (CPU, float32/float64, numba importable, no ``grad_hook``),
+    else chooses by a cost model of launches and arithmetic (:func:`choose_dense_method`).
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ import torch
 _OP_SECONDS = 3.5e-6
 _FLOP_RATE = 6.0e10
 
-DENSE_METHODS = ("auto", "grouped", "alltokens")
+DENSE_METHODS = ("auto", "kernel", "grouped", "alltokens")
 
 
 def choose_dense_method(n_tokens: int, batch: int, hidden: int, device: str = "cpu") -> str:
@@ -169,7 +174,12 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         AT = AT.contiguous()
         AT_v = AT.unbind(0)
         S_steps = S.unbind(0)
-        if method == "grouped":
+        if method == "kernel":
+            from . import kernels
+            states, Nk, order, offsets = kernels.forward(AT, tokens, h0, C, normalize)
+            if need_grad:
+                ctx.save_for_backward(AT, states, Nk, order, offsets, h0, tokens)
+        elif method == "grouped":
             # Slot j of step t holds sample order[t, j]: samples reading the same token are
             # contiguous, so each token's group is one GEMM on a contiguous row block. The
             # states are kept in the original order (two row index_selects per step are much
@@ -223,7 +233,7 @@ class _DenseTokenRecurrence(torch.autograd.Function):
             if need_grad:
                 ctx.save_for_backward(AT, S, h0, N, tokens)
         else:
-            raise ValueError(f"method={method!r}; accepted: 'grouped', 'alltokens'")
+            raise ValueError(f"method={method!r}; accepted: 'kernel', 'grouped', 'alltokens'")
         ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
         ctx.shape = (T, B, V, H)
         ctx.grad_hook = grad_hook
@@ -259,6 +269,16 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         dU = torch.empty(T, B, H, dtype=G.dtype, device=G.device) if need_dU else None
         dU_steps = dU.unbind(0) if need_dU else None
         step = _DenseTokenRecurrence._backward_step
+        if ctx.method == "kernel":
+            from . import kernels
+            AT, S, Nk, order, offsets, h0, tokens = ctx.saved_tensors
+            GU, grad_h0 = kernels.backward(AT, order, offsets, S, Nk, G, normalize)
+            grad_AT = None
+            if ctx.needs_input_grad[0]:
+                X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
+                grad_AT = kernels.token_tables(tokens.reshape(-1), X.reshape(-1, H), GU.reshape(-1, H), V)
+            grad_C = GU if (ctx.has_C and ctx.needs_input_grad[3]) else None
+            return grad_AT, None, grad_h0, grad_C, None, None, None
         if ctx.method == "grouped":
             AT, S, X, N, order, inv, sorted_tokens = ctx.saved_tensors
             # A_v as transposed views: BLAS reads them as they are (measured as fast as a
@@ -388,6 +408,14 @@ class _DiagRecurrence(torch.autograd.Function):
         return dP, carry, dU, None, None, None
 
 
+def _kernel_applies(AT: torch.Tensor, grad_hook) -> bool:
+    """Whether the compiled ``"kernel"`` method can run these inputs."""
+    if AT.device.type != "cpu" or AT.dtype not in (torch.float32, torch.float64) or grad_hook is not None:
+        return False
+    from . import kernels
+    return kernels.available()
+
+
 def dense_token_recurrence(
     AT: torch.Tensor,
     tokens: torch.Tensor,
@@ -412,7 +440,7 @@ def dense_token_recurrence(
         Additive term per step (the ``additive`` flag), or None.
     normalize : bool
         L2-normalize each state.
-    method : {"auto", "grouped", "alltokens"}
+    method : {"auto", "kernel", "grouped", "alltokens"}
         See the module docstring.
     grad_hook : None or callable ``(grad [B, H], t) -> grad [B, H]``
         Called in backward at every step t = T..1 with the total gradient wrt the state h_t
@@ -426,8 +454,14 @@ def dense_token_recurrence(
     """
     if method not in DENSE_METHODS:
         raise ValueError(f"method={method!r}; accepted: {', '.join(map(repr, DENSE_METHODS))}")
+    if method == "kernel" and not _kernel_applies(AT, grad_hook):
+        raise ValueError(f"method='kernel' runs on CPU float32/float64 tensors without a grad_hook "
+                         f"and needs numba; got device={AT.device.type}, dtype={AT.dtype}, "
+                         f"grad_hook={'set' if grad_hook is not None else None}; accepted "
+                         f"otherwise: 'grouped', 'alltokens', 'auto'")
     if method == "auto":
-        method = choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1], AT.device.type)
+        method = ("kernel" if _kernel_applies(AT, grad_hook) else
+                  choose_dense_method(AT.shape[0], tokens.shape[1], AT.shape[1], AT.device.type))
     return _DenseTokenRecurrence.apply(AT, tokens, h0, C, bool(normalize), method, grad_hook)
 
 

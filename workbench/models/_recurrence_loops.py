@@ -1,0 +1,172 @@
+"""The numba loops behind :mod:`workbench.models.kernels` (imported only when they run).
+
+Module-level ``njit(cache=True)`` functions, so a process after the first loads the compiled
+machine code from ``__pycache__`` instead of compiling again.
+"""
+import numba as nb
+import numpy as np
+
+jit = nb.njit(fastmath=True, cache=True, nogil=True)
+
+
+@jit
+def advance(M, order_t, offsets_t, X, OUT):
+    # OUT[s] += X[s] @ M[v] for every sample s reading token v at this step. Each row of
+    # M[v] is read once per step; four rows per pass, so a state row is loaded and stored
+    # once per four multiply-adds while the four rows stay in L1 across the group.
+    V, H, _ = M.shape
+    H4 = H - H % 4
+    for v in range(V):
+        a = offsets_t[v]
+        b = offsets_t[v + 1]
+        if a == b:
+            continue
+        A = M[v]
+        for k in range(0, H4, 4):
+            r0 = A[k]
+            r1 = A[k + 1]
+            r2 = A[k + 2]
+            r3 = A[k + 3]
+            for i in range(a, b):
+                s = order_t[i]
+                p = X[s]
+                x0 = p[k]
+                x1 = p[k + 1]
+                x2 = p[k + 2]
+                x3 = p[k + 3]
+                o = OUT[s]
+                for j in range(H):
+                    o[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
+        for k in range(H4, H):
+            r0 = A[k]
+            for i in range(a, b):
+                s = order_t[i]
+                x0 = X[s, k]
+                o = OUT[s]
+                for j in range(H):
+                    o[j] += x0 * r0[j]
+
+@jit
+def forward(AT, order, offsets, h0, C, has_C, normalize, S, N):
+    T, B = order.shape
+    H = AT.shape[1]
+    prev = h0
+    for t in range(T):
+        St = S[t]
+        for s in range(B):
+            for j in range(H):
+                St[s, j] = C[t, s, j] if has_C else 0.0
+        advance(AT, order[t], offsets[t], prev, St)
+        if normalize:
+            for s in range(B):
+                acc = 0.0
+                for j in range(H):
+                    acc += St[s, j] * St[s, j]
+                n = np.sqrt(acc)
+                N[t, s] = n
+                inv = 1.0 / n
+                for j in range(H):
+                    St[s, j] *= inv
+        prev = St
+
+@jit
+def retreat(M, order_t, offsets_t, G, OUT, zero):
+    # OUT[s] = G[s] @ M[v]^T: dot products of G[s] with four rows of M[v] at a time (the
+    # backward of `advance` on the same table, so no transposed copy is needed: one
+    # costs as much as this whole loop at H=256). `zero` is the dtype's 0: a float
+    # literal would make the accumulators float64 and stop the float32 vectorisation.
+    V, H, _ = M.shape
+    H4 = H - H % 4
+    for v in range(V):
+        a = offsets_t[v]
+        b = offsets_t[v + 1]
+        if a == b:
+            continue
+        A = M[v]
+        for k in range(0, H4, 4):
+            r0 = A[k]
+            r1 = A[k + 1]
+            r2 = A[k + 2]
+            r3 = A[k + 3]
+            for i in range(a, b):
+                s = order_t[i]
+                gs = G[s]
+                d0 = zero
+                d1 = zero
+                d2 = zero
+                d3 = zero
+                for j in range(H):
+                    x = gs[j]
+                    d0 += x * r0[j]
+                    d1 += x * r1[j]
+                    d2 += x * r2[j]
+                    d3 += x * r3[j]
+                OUT[s, k] = d0
+                OUT[s, k + 1] = d1
+                OUT[s, k + 2] = d2
+                OUT[s, k + 3] = d3
+        for k in range(H4, H):
+            r0 = A[k]
+            for i in range(a, b):
+                s = order_t[i]
+                d0 = zero
+                for j in range(H):
+                    d0 += G[s, j] * r0[j]
+                OUT[s, k] = d0
+
+@jit
+def backward(AT, order, offsets, S, N, G, normalize, GU, carry, nxt, zero):
+    # GU[t] <- the gradient wrt u_t; returns the gradient wrt h0 (carry, nxt: [B, H]).
+    T, B = order.shape
+    H = AT.shape[1]
+    for s in range(B):
+        for j in range(H):
+            carry[s, j] = zero
+    for t in range(T - 1, -1, -1):
+        g = GU[t]
+        for s in range(B):
+            for j in range(H):
+                g[s, j] = G[t, s, j] + carry[s, j]
+            if normalize:
+                dot = 0.0
+                for j in range(H):
+                    dot += S[t, s, j] * g[s, j]
+                inv = 1.0 / N[t, s]
+                for j in range(H):
+                    g[s, j] = (g[s, j] - S[t, s, j] * dot) * inv
+        retreat(AT, order[t], offsets[t], g, nxt, zero)
+        carry, nxt = nxt, carry
+    return carry
+
+@jit
+def tables(Xs, Gs, offsets, out, zero):
+    # out[v] = Xs_v^T Gs_v over token v's rows (rows sorted by token, offsets [V + 1]):
+    # each output row accumulates four input rows per pass, written once.
+    V, H, _ = out.shape
+    for v in range(V):
+        a = offsets[v]
+        b = offsets[v + 1]
+        ov = out[v]
+        for k in range(H):
+            o = ov[k]
+            for j in range(H):
+                o[j] = zero
+            i = a
+            while i + 4 <= b:
+                x0 = Xs[i, k]
+                x1 = Xs[i + 1, k]
+                x2 = Xs[i + 2, k]
+                x3 = Xs[i + 3, k]
+                g0 = Gs[i]
+                g1 = Gs[i + 1]
+                g2 = Gs[i + 2]
+                g3 = Gs[i + 3]
+                for j in range(H):
+                    o[j] += x0 * g0[j] + x1 * g1[j] + x2 * g2[j] + x3 * g3[j]
+                i += 4
+            while i < b:
+                x0 = Xs[i, k]
+                g0 = Gs[i]
+                for j in range(H):
+                    o[j] += x0 * g0[j]
+                i += 1
