@@ -47,7 +47,7 @@ def advance(M, order_t, offsets_t, X, OUT):
                     o[j] += x0 * r0[j]
 
 @jit
-def forward(AT, order, offsets, h0, C, has_C, normalize, S, N):
+def forward(AT, order, offsets, h0, C, has_C, normalize, S, N, zero):
     T, B = order.shape
     H = AT.shape[1]
     prev = h0
@@ -55,11 +55,11 @@ def forward(AT, order, offsets, h0, C, has_C, normalize, S, N):
         St = S[t]
         for s in range(B):
             for j in range(H):
-                St[s, j] = C[t, s, j] if has_C else 0.0
+                St[s, j] = C[t, s, j] if has_C else zero
         advance(AT, order[t], offsets[t], prev, St)
         if normalize:
             for s in range(B):
-                acc = 0.0
+                acc = zero
                 for j in range(H):
                     acc += St[s, j] * St[s, j]
                 n = np.sqrt(acc)
@@ -115,8 +115,49 @@ def retreat(M, order_t, offsets_t, G, OUT, zero):
                 OUT[s, k] = d0
 
 @jit
-def backward(AT, order, offsets, S, N, G, normalize, GU, carry, nxt, zero):
+def accumulate(dM, order_t, offsets_t, X, G):
+    # dM[v] += X_v^T G_v over the samples reading token v at this step (four rows per pass).
+    # Used while the whole [V, H, H] gradient stays in L2: then a per-step update costs less
+    # than gathering every (step, sample) row by token afterwards.
+    V, H, _ = dM.shape
+    for v in range(V):
+        a = offsets_t[v]
+        b = offsets_t[v + 1]
+        if a == b:
+            continue
+        dv = dM[v]
+        for k in range(H):
+            o = dv[k]
+            i = a
+            while i + 4 <= b:
+                s0 = order_t[i]
+                s1 = order_t[i + 1]
+                s2 = order_t[i + 2]
+                s3 = order_t[i + 3]
+                x0 = X[s0, k]
+                x1 = X[s1, k]
+                x2 = X[s2, k]
+                x3 = X[s3, k]
+                g0 = G[s0]
+                g1 = G[s1]
+                g2 = G[s2]
+                g3 = G[s3]
+                for j in range(H):
+                    o[j] += x0 * g0[j] + x1 * g1[j] + x2 * g2[j] + x3 * g3[j]
+                i += 4
+            while i < b:
+                s0 = order_t[i]
+                x0 = X[s0, k]
+                g0 = G[s0]
+                for j in range(H):
+                    o[j] += x0 * g0[j]
+                i += 1
+
+
+@jit
+def backward(AT, order, offsets, S, N, G, normalize, GU, carry, nxt, zero, h0, dAT, fuse):
     # GU[t] <- the gradient wrt u_t; returns the gradient wrt h0 (carry, nxt: [B, H]).
+    # With `fuse`, dAT (zeroed by the caller) accumulates the weight gradient step by step.
     T, B = order.shape
     H = AT.shape[1]
     for s in range(B):
@@ -128,12 +169,14 @@ def backward(AT, order, offsets, S, N, G, normalize, GU, carry, nxt, zero):
             for j in range(H):
                 g[s, j] = G[t, s, j] + carry[s, j]
             if normalize:
-                dot = 0.0
+                dot = zero
                 for j in range(H):
                     dot += S[t, s, j] * g[s, j]
                 inv = 1.0 / N[t, s]
                 for j in range(H):
                     g[s, j] = (g[s, j] - S[t, s, j] * dot) * inv
+        if fuse:
+            accumulate(dAT, order[t], offsets[t], S[t - 1] if t > 0 else h0, g)
         retreat(AT, order[t], offsets[t], g, nxt, zero)
         carry, nxt = nxt, carry
     return carry

@@ -77,23 +77,40 @@ def forward(AT, tokens, h0, C, normalize):
     N = torch.empty(T, B, dtype=AT.dtype)
     Cn = C.numpy() if C is not None else np.empty((1, 1, 1), dtype=S.numpy().dtype)
     fwd(AT.numpy(), order.numpy(), offsets.numpy(), h0.numpy(), Cn, C is not None,
-        bool(normalize), S.numpy(), N.numpy())
+        bool(normalize), S.numpy(), N.numpy(), S.numpy().dtype.type(0))
     return S, N, order, offsets
 
 
-def backward(AT, order, offsets, S, N, G, normalize):
-    """``(GU [T, B, H], grad_h0 [B, H])``: the gradients wrt every ``u_t`` and wrt ``h0``."""
+#: The weight gradient is accumulated inside the backward loop while the [V, H, H] table fits
+#: this many bytes (about half this machine's L2), else from rows gathered by token afterwards.
+FUSED_TABLE_BYTES = 512 * 1024
+
+
+def backward(AT, order, offsets, S, N, G, normalize, h0=None, tokens=None, want_weights=True):
+    """``(GU [T, B, H], grad_h0 [B, H], grad_AT [V, H, H] or None)``.
+
+    ``GU`` is the gradient wrt every ``u_t`` (also the gradient wrt ``C_t``). ``grad_AT`` needs
+    ``h0`` and ``tokens`` (the forward's inputs) and ``want_weights``.
+    """
     bwd = kernels()[1]
     G = G.detach().contiguous()
     T, B, H = G.shape
+    V = AT.shape[0]
     GU = torch.empty(T, B, H, dtype=G.dtype)
     a = torch.empty(B, H, dtype=G.dtype)
     b = torch.empty(B, H, dtype=G.dtype)
     AT = AT.detach().contiguous()
     zero = GU.numpy().dtype.type(0)
+    fuse = want_weights and V * H * H * G.element_size() <= FUSED_TABLE_BYTES
+    dAT = torch.zeros(V, H, H, dtype=G.dtype) if fuse else torch.empty(1, 1, 1, dtype=G.dtype)
+    h0n = (h0.detach().contiguous() if h0 is not None else torch.empty(B, H, dtype=G.dtype)).numpy()
     carry = bwd(AT.numpy(), order.numpy(), offsets.numpy(), S.numpy(), N.numpy(), G.numpy(),
-                bool(normalize), GU.numpy(), a.numpy(), b.numpy(), zero)
-    return GU, torch.from_numpy(carry)
+                bool(normalize), GU.numpy(), a.numpy(), b.numpy(), zero, h0n, dAT.numpy(), fuse)
+    grad_AT = dAT if fuse else None
+    if want_weights and not fuse:
+        X = torch.cat([h0.detach().unsqueeze(0), S[:-1]], dim=0)
+        grad_AT = token_tables(tokens.reshape(-1), X.reshape(-1, H), GU.reshape(-1, H), V)
+    return GU, torch.from_numpy(carry), grad_AT
 
 
 def token_tables(tokens: torch.Tensor, X: torch.Tensor, GU: torch.Tensor, n_tokens: int) -> torch.Tensor:

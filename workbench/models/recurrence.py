@@ -272,11 +272,8 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         if ctx.method == "kernel":
             from . import kernels
             AT, S, Nk, order, offsets, h0, tokens = ctx.saved_tensors
-            GU, grad_h0 = kernels.backward(AT, order, offsets, S, Nk, G, normalize)
-            grad_AT = None
-            if ctx.needs_input_grad[0]:
-                X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
-                grad_AT = kernels.token_tables(tokens.reshape(-1), X.reshape(-1, H), GU.reshape(-1, H), V)
+            GU, grad_h0, grad_AT = kernels.backward(AT, order, offsets, S, Nk, G, normalize, h0, tokens,
+                                                    want_weights=ctx.needs_input_grad[0])
             grad_C = GU if (ctx.has_C and ctx.needs_input_grad[3]) else None
             return grad_AT, None, grad_h0, grad_C, None, None, None
         if ctx.method == "grouped":
