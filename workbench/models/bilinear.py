@@ -130,8 +130,8 @@ class HookedBilinearRNN(HookedRecurrentModule):
     Attributes
     ----------
     recurrence_method : str
-        ``"auto"`` (default), ``"grouped"`` or ``"alltokens"``: how the dense fast path
-        advances (see :mod:`workbench.models.recurrence`).
+        ``"auto"`` (default), ``"kernel"`` (compiled CPU loops), ``"grouped"`` or
+        ``"alltokens"``: how the dense fast path advances (see :mod:`workbench.models.recurrence`).
 
     Notes
     -----
