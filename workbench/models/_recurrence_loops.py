@@ -10,41 +10,85 @@ jit = nb.njit(fastmath=True, cache=True, nogil=True)
 
 
 @jit
+def _advance_one(A, x, o, H, H4):
+    # o += x @ A for one state row: four rows of A per pass (one load and store of o per four
+    # multiply-adds).
+    for k in range(0, H4, 4):
+        r0 = A[k]
+        r1 = A[k + 1]
+        r2 = A[k + 2]
+        r3 = A[k + 3]
+        x0 = x[k]
+        x1 = x[k + 1]
+        x2 = x[k + 2]
+        x3 = x[k + 3]
+        for j in range(H):
+            o[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
+    for k in range(H4, H):
+        r0 = A[k]
+        x0 = x[k]
+        for j in range(H):
+            o[j] += x0 * r0[j]
+
+
+@jit
 def advance(M, order_t, offsets_t, X, OUT):
-    # OUT[s] += X[s] @ M[v] for every sample s reading token v at this step. Each row of
-    # M[v] is read once per step; four rows per pass, so a state row is loaded and stored
-    # once per four multiply-adds while the four rows stay in L1 across the group.
+    # OUT[s] += X[s] @ M[v] for every sample s reading token v at this step. Samples go four
+    # at a time (two rows of M[v] loaded per pass serve eight multiply-adds: what makes large
+    # groups fast), the rest one at a time (small groups: H=256 at B/V ~ 2.6, where each
+    # matrix is read once per step from L3 and that read is the cost).
     V, H, _ = M.shape
+    H2 = H - H % 2
     H4 = H - H % 4
     for v in range(V):
         a = offsets_t[v]
         b = offsets_t[v + 1]
-        if a == b:
-            continue
         A = M[v]
-        for k in range(0, H4, 4):
-            r0 = A[k]
-            r1 = A[k + 1]
-            r2 = A[k + 2]
-            r3 = A[k + 3]
-            for i in range(a, b):
-                s = order_t[i]
-                p = X[s]
-                x0 = p[k]
-                x1 = p[k + 1]
-                x2 = p[k + 2]
-                x3 = p[k + 3]
-                o = OUT[s]
+        i = a
+        while i + 4 <= b:
+            p0 = X[order_t[i]]
+            p1 = X[order_t[i + 1]]
+            p2 = X[order_t[i + 2]]
+            p3 = X[order_t[i + 3]]
+            o0 = OUT[order_t[i]]
+            o1 = OUT[order_t[i + 1]]
+            o2 = OUT[order_t[i + 2]]
+            o3 = OUT[order_t[i + 3]]
+            for k in range(0, H2, 2):
+                r0 = A[k]
+                r1 = A[k + 1]
+                a0 = p0[k]
+                a1 = p0[k + 1]
+                b0 = p1[k]
+                b1 = p1[k + 1]
+                c0 = p2[k]
+                c1 = p2[k + 1]
+                d0 = p3[k]
+                d1 = p3[k + 1]
                 for j in range(H):
-                    o[j] += x0 * r0[j] + x1 * r1[j] + x2 * r2[j] + x3 * r3[j]
-        for k in range(H4, H):
-            r0 = A[k]
-            for i in range(a, b):
-                s = order_t[i]
-                x0 = X[s, k]
-                o = OUT[s]
+                    x = r0[j]
+                    y = r1[j]
+                    o0[j] += a0 * x + a1 * y
+                    o1[j] += b0 * x + b1 * y
+                    o2[j] += c0 * x + c1 * y
+                    o3[j] += d0 * x + d1 * y
+            for k in range(H2, H):
+                r0 = A[k]
+                a0 = p0[k]
+                b0 = p1[k]
+                c0 = p2[k]
+                d0 = p3[k]
                 for j in range(H):
-                    o[j] += x0 * r0[j]
+                    x = r0[j]
+                    o0[j] += a0 * x
+                    o1[j] += b0 * x
+                    o2[j] += c0 * x
+                    o3[j] += d0 * x
+            i += 4
+        while i < b:
+            _advance_one(A, X[order_t[i]], OUT[order_t[i]], H, H4)
+            i += 1
+
 
 @jit
 def forward(AT, order, offsets, h0, C, has_C, normalize, S, N, zero):
