@@ -345,3 +345,59 @@ def test_read_table_types_the_shipped_results_and_feeds_summary_cells():
     cells = summary_cells(rows)
     fsm25 = next(c for c in cells if c["task"] == "fsm:25")
     assert fsm25["finished"] == 3 and fsm25["worst"] <= fsm25["median"] <= fsm25["best"]
+
+
+def test_extended_table_cells_names_and_build_order():
+    from workbench import zoo
+
+    cells = zoo.extended_cells()
+    assert len(cells) == 6 * 5 + 6 * 2 and ("group:S3", "full") in cells and ("group:S3", "rotation") not in cells
+    plan = zoo.zoo_plan()
+    ext = [r for r in plan if zoo.is_extended(r)]
+    assert len(ext) == 3 * len(cells)
+    c = {r.name: r for r in ext}["groupD4_full_horizon_s1"].train_config()
+    assert (c.recipe, c.long_val_length, c.long_val_sequences, c.collapse_form) == ("horizon", 10_000, 64, "gap")
+    assert c.steps == int(1.5 * zoo.step_cap("group:D4"))
+    # the extended runs come after every paper-protocol run, `full` first
+    first_ext = min(i for i, r in enumerate(plan) if zoo.is_extended(r))
+    assert all(zoo.is_extended(r) for r in plan[first_ext:]) and plan[first_ext].variant_key == "full"
+    # adding them left every other run's fingerprint alone
+    assert plan[0].train_config().recipe in ("paper", "collapse")
+
+
+def test_extended_rows_stay_out_of_the_paper_tables_and_are_counted_at_10000(tmp_path):
+    """A zoo with one paper-protocol and two extended runs: the reproduction table sees only the
+    first, the extended section counts the two (one holds at 10,000, one does not)."""
+    from analyses.reporting.docs_pages import results_page
+    from analyses.reporting.report import extended_table_html
+    from workbench import zoo
+    from workbench.checkpoints import read_index, save_checkpoint
+    from workbench.constructions import construct
+
+    task = make_task("cyclic:5")
+    model = construct(task, "full")
+    plan = []
+    for name, recipe, acc500, acc_long in (("cyclic5_full_s0", "paper", 1.0, None),
+                                           ("cyclic5_full_horizon_s0", "horizon", 1.0, 1.0),
+                                           ("cyclic5_full_horizon_s1", "horizon", 1.0, 0.25)):
+        metrics = {"accuracy": {"10": 1.0, "50": 1.0, "500": acc500},
+                   "normalized_accuracy": {"10": 1.0, "50": 1.0, "500": acc500}, "steps": 1, "train_time_s": 0.0}
+        if acc_long is not None:
+            metrics["long_accuracy"] = {"10000": {"accuracy": acc_long, "n_sequences": 64, "seed": 0}}
+        save_checkpoint(tmp_path / "zoo" / name, model, "cyclic:5", {"construction": "x", "recipe": recipe},
+                        metrics, seed=0)
+        plan.append(zoo.Run(name, "cyclic:5", "full", int(name[-1])))
+    zoo.write_tables(tmp_path, plan=plan)
+    rows = zoo.collect_rows(tmp_path, plan)
+    assert [r["name"] for r in zoo.protocol_rows(rows)] == ["cyclic5_full_s0"]
+    s = zoo.horizon_summary(rows)
+    assert (s.held, s.total, s.failing) == (1, 2, ("cyclic5_full_horizon_s1",))
+    assert "1 of 2" in s.sentence() and repr(s) == "HorizonSummary(1/2 hold at 10,000)"
+    assert s.summary()["fraction"] == 0.5 and s.plot() is not None
+    md = (tmp_path / "results.md").read_text()
+    assert "1 of 2 extended-table models" in md
+    assert "| cyclic:5 | full | 1.00 / 1.00 | 1.00 / 1.00 | 0.62 / 1.00 | 2 |" in md
+    assert {m["recipe"] for m in read_index(tmp_path).values()} == {"paper", "horizon"}
+    page = results_page(tmp_path)
+    assert "Beyond the paper: length 10,000" in page and "`cyclic5_full_horizon_s1`" in page
+    assert "0.62 / 1.00" in extended_table_html(rows)

@@ -163,31 +163,9 @@ def score_long(grid: Grid, root: Path, plan: list, progress: bool = False) -> in
     """Add ``long_accuracy`` at ``grid.long_lengths`` to finished runs lacking it; returns how many."""
     if not grid.long_lengths:
         return 0
-    from workbench.checkpoints import atomic_write_json, load_checkpoint
-    from workbench.training import evaluate
-    from workbench.zoo import is_finished, run_dir
+    from workbench.zoo import score_long as score
 
-    n = 0
-    for run in plan:
-        if not is_finished(run, root):
-            continue
-        d = run_dir(run, root)
-        m = json.loads((d / "metrics.json").read_text())
-        have = m.get("long_accuracy", {})
-        todo = [L for L in grid.long_lengths
-                if have.get(str(L), {}).get("n_sequences") != grid.long_sequences]
-        if not todo:
-            continue
-        model, task = load_checkpoint(str(d))
-        acc = evaluate(model, task, todo, grid.long_sequences, seed=0)
-        for L in todo:
-            have[str(L)] = {"accuracy": acc[L], "n_sequences": grid.long_sequences, "seed": 0}
-        m["long_accuracy"] = have
-        atomic_write_json(d / "metrics.json", m)
-        n += 1
-        if progress:
-            print(f"  long: {run.name} " + " ".join(f"{L}: {acc[L]:.3f}" for L in todo), flush=True)
-    return n
+    return score(plan, root, grid.long_lengths, grid.long_sequences, progress)
 
 
 def run_grid(grid: Grid, runs: str | Path | None = None, jobs: int = 1, progress: bool = True,

@@ -83,16 +83,44 @@ COLLAPSE_CELLS = frozenset({
 })
 
 
+#: The extended table (beyond the paper's protocol): group and cyclic tasks, bilinear variants that
+#: solve some of them at 500, trained with this recipe (workbench.recipes) and scored at
+#: ``EXTENDED_LENGTHS`` with ``EXTENDED_SEQUENCES`` test sequences as learned (no snapping). Run
+#: names carry the recipe (``groupS3_full_horizon_s0``), so both tables live side by side.
+EXTENDED_RECIPE = "horizon"
+EXTENDED_TASKS = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50",
+                  "group:S3", "group:D4", "group:A5", "group:S3/gens", "group:D4/gens", "group:A5/gens")
+#: Build order too: what an interrupted build should have first.
+EXTENDED_KEYS = ("full", "rotation", "block2", "complex_diag", "cp")
+EXTENDED_LENGTHS = (10_000,)
+EXTENDED_SEQUENCES = 64
+
+
+def extended_cells() -> list[tuple[str, str]]:
+    """(task, variant key) of the extended table: every variant on the cyclic tasks, the dense
+    ones (:data:`GROUP_KEYS`) on the groups, as in the paper-protocol table."""
+    return [(t, v) for v in EXTENDED_KEYS for t in EXTENDED_TASKS
+            if t.startswith("cyclic") or v in GROUP_KEYS]
+
+
+def _recipe_options(task: str, recipe: str) -> tuple:
+    from workbench.recipes import get_recipe
+    from workbench.tasks import make_task
+
+    fields = {**get_recipe(recipe).fields_for(make_task(task)), "recipe": recipe}
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in fields.items()))
+
+
+def is_extended(run: "Run") -> bool:
+    return dict(run.options).get("recipe") == EXTENDED_RECIPE
+
+
 def _cell_options(task: str, variant_key: str) -> tuple:
     """Recipe fields of a zoo cell: those of `collapse` for :data:`COLLAPSE_CELLS`, else only the
     name `paper` (a label: the fingerprint, and so the finished checkpoints, stay the same)."""
     if (task, variant_key) not in COLLAPSE_CELLS:
         return (("recipe", "paper"),)
-    from workbench.recipes import get_recipe
-    from workbench.tasks import make_task
-
-    fields = {**get_recipe("collapse").fields_for(make_task(task)), "recipe": "collapse"}
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in fields.items()))
+    return _recipe_options(task, "collapse")
 
 
 @dataclass(frozen=True)
@@ -187,9 +215,12 @@ def _priority(run: "Run") -> tuple:
 
     0: ``full`` seed 0 on every task; 1: group tasks (seed 0 then other seeds); 2: the hierarchy's
     seed 0 of every other variant (transformer last); 3: ``full`` seeds 1-2; 4: other seeds;
-    5: ablations and experiments; 6: transformer seeds 1-2.
+    5: ablations and experiments; 6: transformer seeds 1-2; 7: the extended table, variant by
+    variant (:data:`EXTENDED_KEYS`).
     """
     group = run.task in GROUP_TASKS
+    if is_extended(run):
+        return (7, EXTENDED_KEYS.index(run.variant_key), run.seed)
     if run.kind != "train" or run.variant_key == "full_additive":
         tier = 5
     elif run.variant_key == "full" and run.seed == 0:
@@ -224,6 +255,10 @@ def zoo_plan() -> list[Run]:
     for H in (2, 4, 8):
         runs.append(Run(f"echo_parity_H{H}", "parity", "block1", 0, kind="echo_state",
                         options=(("d_hidden", H), ("n_draws", 100))))
+    for task, v in extended_cells():
+        for s in SEEDS:
+            runs.append(Run(f"{task_tag(task)}_{v}_{EXTENDED_RECIPE}_s{s}", task, v, s,
+                            options=_recipe_options(task, EXTENDED_RECIPE)))
     return sorted(runs, key=_priority)
 
 
@@ -498,6 +533,8 @@ def build(root=None, jobs: int = 2, only: str | None = None, dry_run: bool = Fal
     failures = run_plan(todo, root, jobs=jobs, backend=backend, address=address, device=device,
                         progress=progress)
     rescore_step_accuracy(root, plan=full_plan, progress=progress)
+    score_long([r for r in full_plan if is_extended(r)], root, EXTENDED_LENGTHS, EXTENDED_SEQUENCES,
+               progress)
     paths = write_tables(root, plan=full_plan)
     print(f"zoo build: done in {time.perf_counter() - t0:.0f}s; wrote {', '.join(p.name for p in paths)}")
     if failures:
@@ -541,7 +578,7 @@ PAPER_RESULTS[("full", "modarith:5")] = 1.00
 
 CSV_FIELDS = ("name", "task", "variant_key", "variant", "seed", "d_hidden", "steps", "train_time_s",
               "lr", "acc_10", "acc_50", "acc_500", "norm_10", "norm_50", "norm_500",
-              "step_acc_500", "step_norm_500", "solved_validation", "recipe")
+              "step_acc_500", "step_norm_500", "solved_validation", "recipe", "acc_10000")
 
 #: Length of the per-step score: accuracy at *every* step 1..STEP_LENGTH of the test sequences.
 STEP_LENGTH = 500
@@ -591,6 +628,35 @@ def rescore_step_accuracy(root=None, plan: list[Run] | None = None, progress: bo
     return len(todo)
 
 
+def score_long(runs: list[Run], root, lengths, n_sequences: int, progress: bool = False) -> int:
+    """Add ``long_accuracy`` at ``lengths`` (``n_sequences`` test sequences, seed 0) to the
+    finished ``runs`` lacking it, in their metrics.json; returns how many were scored."""
+    from workbench.checkpoints import atomic_write_json, load_checkpoint
+    from workbench.training import evaluate
+
+    root = _root(root)
+    n = 0
+    for run in runs:
+        if run.kind != "train" or not is_finished(run, root):
+            continue
+        d = run_dir(run, root)
+        m = json.loads((d / "metrics.json").read_text())
+        have = m.get("long_accuracy", {})
+        todo = [L for L in lengths if have.get(str(L), {}).get("n_sequences") != n_sequences]
+        if not todo:
+            continue
+        model, task = load_checkpoint(str(d))
+        acc = evaluate(model, task, todo, n_sequences, seed=0)
+        for L in todo:
+            have[str(L)] = {"accuracy": acc[L], "n_sequences": n_sequences, "seed": 0}
+        m["long_accuracy"] = have
+        atomic_write_json(d / "metrics.json", m)
+        n += 1
+        if progress:
+            print(f"  long: {run.name} " + " ".join(f"{L}: {acc[L]:.3f}" for L in todo), flush=True)
+    return n
+
+
 def collect_rows(root=None, plan: list[Run] | None = None) -> list[dict]:
     """One row per finished training run of the plan (JSON only: no model is loaded)."""
     root = _root(root)
@@ -616,8 +682,90 @@ def collect_rows(root=None, plan: list[Run] | None = None) -> list[dict]:
             "step_norm_500": m.get("step_accuracy", {}).get("normalized"),
             "solved_validation": m.get("solved_validation"),
             "recipe": recipe_of(conf.get("training", {})),
+            "acc_10000": m.get("long_accuracy", {}).get("10000", {}).get("accuracy"),
         })
     return rows
+
+
+def protocol_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the paper-protocol table (every recipe but :data:`EXTENDED_RECIPE`)."""
+    return [r for r in rows if r.get("recipe") != EXTENDED_RECIPE]
+
+
+def extended_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the extended table (recipe :data:`EXTENDED_RECIPE`)."""
+    return [r for r in rows if r.get("recipe") == EXTENDED_RECIPE]
+
+
+@dataclass(frozen=True)
+class HorizonSummary:
+    """Of the extended table's models that score >= ``threshold`` at 500, how many also do at
+    ``length`` as learned. ``total`` 0 means nothing to count yet."""
+    held: int
+    total: int
+    length: int
+    threshold: float
+    failing: tuple = ()          # names of the models that solve 500 and not ``length``
+
+    @property
+    def fraction(self) -> float:
+        return self.held / self.total if self.total else float("nan")
+
+    def summary(self) -> dict:
+        return {"held": self.held, "total": self.total, "fraction": self.fraction,
+                "length": self.length, "threshold": self.threshold, "failing": list(self.failing)}
+
+    def __repr__(self) -> str:
+        return f"HorizonSummary({self.held}/{self.total} hold at {self.length:,})"
+
+    def plot(self, ax=None):
+        """Bar of the models that hold and those that do not; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.subplots(figsize=(4, 2.2))[1]
+        ax.barh(["hold", "fail"], [self.held, self.total - self.held], color=["#4a8", "#c55"])
+        ax.set_xlabel(f"models solving 500 (acc >= {self.threshold:g} at {self.length:,})")
+        return ax
+
+    def sentence(self) -> str:
+        if not self.total:
+            return f"No model of the extended table scores >= {self.threshold:g} at 500 yet."
+        return (f"{self.held} of {self.total} extended-table models that score >= {self.threshold:g} "
+                f"at length 500 also do at {self.length:,} as learned ({self.fraction:.0%}).")
+
+
+def horizon_summary(rows: list[dict], length: int = 10_000, threshold: float = 0.99) -> HorizonSummary:
+    """Count, over ``extended_rows(rows)`` scored at ``length``, the models that hold there."""
+    key = f"acc_{length}"
+    solved = [r for r in extended_rows(rows)
+              if r.get("acc_500") is not None and r["acc_500"] >= threshold and r.get(key) is not None]
+    failing = tuple(r["name"] for r in solved if r[key] < threshold)
+    return HorizonSummary(len(solved) - len(failing), len(solved), length, threshold, failing)
+
+
+def extended_table(rows: list[dict], length: int = 10_000) -> str:
+    """Markdown: per (task, variant) of the extended table, raw accuracy at 500 and at ``length``
+    (median / best over seeds), beside the paper-protocol zoo's raw accuracy at 500."""
+    ext = extended_rows(rows)
+    key = f"acc_{length}"
+    by_ext, by_paper = {}, {}
+    for r in ext:
+        by_ext.setdefault((r["task"], r["variant_key"]), []).append(r)
+    for r in protocol_rows(rows):
+        if r.get("acc_500") is not None:
+            by_paper.setdefault((r["task"], r["variant_key"]), []).append(r["acc_500"])
+
+    def mb(vals):
+        vals = [v for v in vals if v is not None]
+        return f"{_fmt(statistics.median(vals))} / {_fmt(max(vals))}" if vals else "—"
+
+    lines = [f"| task | variant | paper protocol: acc 500 | {EXTENDED_RECIPE}: acc 500 | "
+             f"{EXTENDED_RECIPE}: acc {length:,} | seeds |", "|---|---|---|---|---|---|"]
+    for (task, v) in extended_cells():
+        rs = by_ext.get((task, v), [])
+        lines.append(f"| {task} | {v} | {mb(by_paper.get((task, v), []))} | "
+                     f"{mb([r['acc_500'] for r in rs])} | {mb([r.get(key) for r in rs])} | {len(rs)} |")
+    return "\n".join(lines)
 
 
 def recipe_of(training: dict) -> str:
@@ -658,12 +806,13 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
     from workbench.checkpoints import atomic_write_bytes, atomic_write_json
 
     root = _root(root)
-    rows = collect_rows(root, plan)
+    all_rows = collect_rows(root, plan)
+    rows = protocol_rows(all_rows)
     cmd = "python -m workbench zoo build --jobs 2"
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
-    for r in rows:
+    for r in all_rows:
         w.writerow(r)
     atomic_write_bytes(root / "results.csv", f"# made by: {cmd}\n{buf.getvalue()}".encode())
 
@@ -697,10 +846,19 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
                       f"{e['predicted_rate']:.3f} | {e['success_rate_odd']:.2f} | "
                       f"{e['success_rate_even']:.2f} | {e['success_rate_both']:.2f} |")
         md.append("")
+    if extended_rows(all_rows):
+        md += [f"## Beyond the paper: the `{EXTENDED_RECIPE}` recipe at length {EXTENDED_LENGTHS[0]:,}\n",
+               f"Raw final-step accuracy (512 test sequences at 500, {EXTENDED_SEQUENCES} at "
+               f"{EXTENDED_LENGTHS[0]:,}, seed 0), as learned: no snapping. Recipe "
+               f"`{EXTENDED_RECIPE}` (`workbench.recipes`) leaves the paper's protocol in its model "
+               "selection only: it validates at the long length. Runs are named "
+               f"`TASK_VARIANT_{EXTENDED_RECIPE}_sSEED`.\n",
+               "**" + horizon_summary(all_rows).sentence() + "**\n",
+               extended_table(all_rows), ""]
     md += ["## Every run\n",
            "| name | task | variant | seed | H | steps | time (s) | acc 10 | acc 50 | acc 500 | "
            "norm 10 | norm 50 | norm 500 | every step 1–500 (norm) |", "|" + "---|" * 14]
-    for r in rows:
+    for r in all_rows:
         md.append(f"| {r['name']} | {r['task']} | {r['variant_key']} | {r['seed']} | {r['d_hidden']} | "
                   f"{r['steps']} | {r['train_time_s']} | " + " | ".join(
                       _fmt(r[f'{k}_{L}']) for k in ('acc', 'norm') for L in (10, 50, 500))
@@ -711,7 +869,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
         r["name"]: {"folder": f"zoo/{r['name']}", "task": r["task"], "variant": r["variant"],
                     "variant_key": r["variant_key"], "seed": r["seed"], "d_hidden": r["d_hidden"],
                     "accuracy_500": r["acc_500"], "normalized_500": r["norm_500"],
-                    "recipe": r["recipe"]} for r in rows}}
+                    "recipe": r["recipe"]} for r in all_rows}}
     atomic_write_json(root / "index.json", index)
     return [root / "results.csv", root / "results.md", root / "index.json"]
 

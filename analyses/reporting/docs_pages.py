@@ -204,10 +204,11 @@ def _echo_table(zoo_root: Path) -> list[str]:
 def results_page(zoo_root) -> str:
     """``docs/results.md``: the paper's hierarchy as this zoo reproduces it, from ``results.csv``."""
     from workbench.variants import GROUP_KEYS
-    from workbench.zoo import GROUP_TASKS, reproduction_table
+    from workbench.zoo import GROUP_TASKS, protocol_rows, reproduction_table
 
     zoo_root = Path(zoo_root)
-    rows, command = read_results_csv(zoo_root / "results.csv")
+    all_rows, command = read_results_csv(zoo_root / "results.csv")
+    rows = protocol_rows(all_rows)
     n_tasks = len({r["task"] for r in rows})
     train_s = sum(r["train_time_s"] or 0 for r in rows)
     lines = [
@@ -252,7 +253,31 @@ def results_page(zoo_root) -> str:
     if notes:
         lines += ["What we know about why:", "", *notes, ""]
     lines += _echo_table(zoo_root)
+    lines += _extended_section(all_rows)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _extended_section(rows: list[dict]) -> list[str]:
+    """The extended table (beyond the paper's protocol), when the zoo has one."""
+    from workbench.zoo import (EXTENDED_LENGTHS, EXTENDED_RECIPE, EXTENDED_SEQUENCES, extended_rows,
+                               extended_table, horizon_summary)
+
+    ext = extended_rows(rows)
+    if not ext:
+        return []
+    L = EXTENDED_LENGTHS[0]
+    summary = horizon_summary(rows, L)
+    lines = [f"## Beyond the paper: length {L:,} (recipe `{EXTENDED_RECIPE}`)", "",
+             f"{len(ext)} more runs on the group and cyclic tasks with the extended recipe "
+             f"`{EXTENDED_RECIPE}` ([recipes](recipes.md)): the same training data as the paper's "
+             f"(lengths 2–10 from `h0`), but the early stop and the choice among the "
+             f"learning-rate / weight-decay runs validate at length {L:,}. Raw final-step accuracy, "
+             f"512 test sequences at 500 and {EXTENDED_SEQUENCES} at {L:,} (seed 0), as learned "
+             "(no snapping); the paper-protocol column is the zoo above.", "",
+             f"**{summary.sentence()}**", "", extended_table(rows, L), ""]
+    if summary.failing:
+        lines += [f"Solve 500 but not {L:,}: " + ", ".join(f"`{n}`" for n in summary.failing) + ".", ""]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------

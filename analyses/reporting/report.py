@@ -121,6 +121,37 @@ def reproduction_table_html(cells: dict, paper: dict, tasks, variants, caption: 
             f"</thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+def extended_table_html(rows: list[dict]) -> str:
+    """HTML of ``workbench.zoo.extended_table``: per (task, variant) raw accuracy at 500 for
+    the paper-protocol zoo and the extended recipe, and the extended recipe's at 10,000."""
+    import statistics
+
+    from workbench import zoo as Z
+
+    L = Z.EXTENDED_LENGTHS[0]
+    by = {}
+    for r in rows:
+        which = "ext" if r.get("recipe") == Z.EXTENDED_RECIPE else "paper"
+        by.setdefault((which, r["task"], r["variant_key"]), []).append(r)
+
+    def cell(rs, key):
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        if not vals:
+            return "<td>—</td>"
+        med = statistics.median(vals)
+        return f"<td style='background:{_cell_colour(med)}'>{med:.2f} / {max(vals):.2f}</td>"
+
+    body = []
+    for task, v in Z.extended_cells():
+        ext = by.get(("ext", task, v), [])
+        body.append(f"<tr><th>{_e(task)}</th><th>{_e(v)}</th>{cell(by.get(('paper', task, v), []), 'acc_500')}"
+                    f"{cell(ext, 'acc_500')}{cell(ext, f'acc_{L}')}<td>{len(ext)}</td></tr>")
+    return ("<table class='repro'><caption>raw final-step accuracy, median / best over seeds, as "
+            f"learned</caption><thead><tr><th>task</th><th>variant</th><th>paper protocol: 500</th>"
+            f"<th>{_e(Z.EXTENDED_RECIPE)}: 500</th><th>{_e(Z.EXTENDED_RECIPE)}: {L:,}</th><th>seeds</th>"
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
 def _echo_table_html(experiments: list[dict]) -> str:
     keys = [("d_hidden", "H"), ("n_draws", "draws"), ("opposite_sign_rate", "opposite-sign rate"),
             ("predicted_rate", "paper 1 − 2^−H"), ("success_rate_odd", "solved, odd length"),
@@ -234,6 +265,21 @@ def _plan(b: _Builder):
                                          "affine ablation: full with the additive term B x + b"))
     b.step("group and ablation tables", groups_table)
     b.step("every-step tables", step_tables)
+
+    # -------------------------------------------------------------- beyond the paper
+    if zoo.extended_rows:
+        L = Z.EXTENDED_LENGTHS[0]
+        ext = b.section("beyond", f"Beyond the paper: length {L:,}",
+                        f"The group and cyclic cells again, trained with the extended recipe "
+                        f"<code>{_e(Z.EXTENDED_RECIPE)}</code> (the paper's training data; early stop and "
+                        f"the choice among learning-rate / weight-decay runs validate at length {L:,}), "
+                        f"beside the paper-protocol zoo above. Raw accuracy, no snapping.")
+
+        def beyond():
+            every = zoo.rows + zoo.extended_rows
+            ext.html(f"<p><b>{_e(Z.horizon_summary(every, L).sentence())}</b></p>")
+            ext.html(extended_table_html(every))
+        b.step("extended table", beyond)
 
     # -------------------------------------------------------------- cyclic
     cyc = b.section("cyclic", "Modular addition (cyclic:m)",

@@ -32,12 +32,15 @@ class Zoo:
     rows : one dict per finished training run (``workbench.zoo.collect_rows``: ``acc_10``,
         ``norm_500``, ``variant_key``, ``task``, ``seed``, ...).
     experiments : ``{name: dict}`` from ``experiments/*.json`` (frozen random parity runs).
+    extended_rows : the rows of the extended table (``workbench.zoo.EXTENDED_RECIPE``), kept apart
+        from ``rows`` (the paper-protocol table): they share its (variant, task) cells.
     """
 
     root: Path
     index: dict
     rows: list[dict]
     experiments: dict
+    extended_rows: list[dict] = field(default_factory=list)
     _models: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -49,19 +52,23 @@ class Zoo:
         ZooNotFoundError : no ``index.json`` in the folder (the message says how to build one).
         """
         from workbench.checkpoints import read_index, zoo_root
-        from workbench.zoo import collect_rows
+        from workbench.zoo import collect_rows, extended_rows, protocol_rows
 
         root = Path(root) if root is not None else zoo_root()
         if not (root / "index.json").is_file():
             raise ZooNotFoundError(f"no zoo index at {root / 'index.json'}: {BUILD_HINT}")
         index = read_index(root)
-        rows = [r for r in collect_rows(root) if r["name"] in index]
+        # The paper-protocol rows: the extended table (workbench.zoo.EXTENDED_RECIPE) has the same
+        # (variant, task) cells and would mix into every hierarchy figure and table.
+        every = [r for r in collect_rows(root) if r["name"] in index]
+        rows = protocol_rows(every)
         experiments = {}
         exp_dir = root / "experiments"
         if exp_dir.is_dir():
             for p in sorted(exp_dir.glob("*.json")):
                 experiments[p.stem] = json.loads(p.read_text())
-        return cls(root=root, index=index, rows=rows, experiments=experiments)
+        return cls(root=root, index=index, rows=rows, experiments=experiments,
+                   extended_rows=extended_rows(every))
 
     # ------------------------------------------------------------------ rows and cells
 
