@@ -119,3 +119,17 @@ def test_kernel_token_tables_equal_the_per_token_gemms():
     dU = torch.randn(10, 5, dtype=torch.float64, generator=g)
     torch.testing.assert_close(kernels.token_tables(keys, X, dU, 4), _token_grad_tables(keys, X, dU, 4))
     assert not kernels.token_tables(keys, X, dU, 4)[2].any()
+
+
+def test_readout_gradient_is_exact_to_second_order():
+    """The readout's own backward (W's gradient as (g^T x)^T, the fast GEMM form) is exact and
+    differentiable again (gradgradcheck), for time-major 3-d inputs as the fast path gives them."""
+    from workbench.models.bilinear import _Readout, _time_major_matmul
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    W = torch.randn(4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(_Readout.apply, (x, W))
+    assert torch.autograd.gradgradcheck(_Readout.apply, (x, W))
+    view = x.transpose(0, 1)                      # [B, T, H] over time-major storage
+    torch.testing.assert_close(_time_major_matmul(view, W), view @ W)
