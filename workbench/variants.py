@@ -121,6 +121,9 @@ ZOO_KEYS: dict[str, ZooKey] = {z.key: z for z in ZOO_REGISTRY}
 HIERARCHY_KEYS = tuple(z.key for z in ZOO_REGISTRY if z.key != "full_additive")
 #: Zoo keys trained on the group tasks (the dense bilinear models the paper reports there).
 GROUP_KEYS = ("full", "cp")
+#: Zoo keys of the extended table (workbench.zoo.extended_cells), in build order: the bilinear
+#: variants that solve some group or cyclic task at 500.
+EXTENDED_KEYS = ("full", "rotation", "block2", "complex_diag", "cp")
 #: Zoo keys that the learning-rate grid applies to (the 2x2-block variants).
 LR_GRID_KEYS = ("block2", "rotation", "complex_diag")
 #: Zoo keys that the weight-decay grid applies to (dense per-token matrices).

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.variants import GROUP_KEYS, HIERARCHY_KEYS, LR_GRID_KEYS, PAPER_CYCLIC_ROWS, PAPER_FSM_ROWS, WD_GRID_KEYS, ZOO_KEYS
+from workbench.variants import EXTENDED_KEYS, GROUP_KEYS, HIERARCHY_KEYS, LR_GRID_KEYS, PAPER_CYCLIC_ROWS, PAPER_FSM_ROWS, WD_GRID_KEYS, ZOO_KEYS
 
 # ---------------------------------------------------------------------------------------------
 # the plan
@@ -90,8 +90,9 @@ COLLAPSE_CELLS = frozenset({
 EXTENDED_RECIPE = "horizon"
 EXTENDED_TASKS = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50",
                   "group:S3", "group:D4", "group:A5", "group:S3/gens", "group:D4/gens", "group:A5/gens")
-#: Build order too: what an interrupted build should have first.
-EXTENDED_KEYS = ("full", "rotation", "block2", "complex_diag", "cp")
+#: The extended runs' step cap, in units of :func:`step_cap`: the long validation stops a run only
+#: once it holds at 10,000, so the runs need more room than the paper-protocol ones.
+EXTENDED_STEP_FACTOR = 1.5
 EXTENDED_LENGTHS = (10_000,)
 EXTENDED_SEQUENCES = 64
 
@@ -257,8 +258,9 @@ def zoo_plan() -> list[Run]:
                         options=(("d_hidden", H), ("n_draws", 100))))
     for task, v in extended_cells():
         for s in SEEDS:
+            steps = int(EXTENDED_STEP_FACTOR * step_cap(task, v))
             runs.append(Run(f"{task_tag(task)}_{v}_{EXTENDED_RECIPE}_s{s}", task, v, s,
-                            options=_recipe_options(task, EXTENDED_RECIPE)))
+                            options=tuple(sorted(_recipe_options(task, EXTENDED_RECIPE) + (("steps", steps),)))))
     return sorted(runs, key=_priority)
 
 
