@@ -125,8 +125,9 @@ def main(argv=None):
     V2 = 120
     tok2 = torch.randint(0, V2, (B, T))
     m = build_model(ModelConfig("full", V2, H, C)).train()
-    print(f"  cost model picks: {choose_dense_method(V2, B, H)!r}")
-    for method in ("grouped", "alltokens"):
+    print(f"  auto picks 'kernel' on CPU; without numba the cost model picks: "
+          f"{choose_dense_method(V2, B, H)!r}")
+    for method in ("kernel", "grouped", "alltokens"):
         m.recurrence_method = method
 
         def fwd2():
