@@ -327,6 +327,8 @@ def test_zoo_cells_name_their_recipe():
     c = plan["fsm25_full_s0"].train_config()
     assert c.recipe == "collapse" and c.collapse_weight == 1.0 and c.train_lengths == (2, 10)
     assert plan["modarith5_full_s1"].train_config().collapse_target == "states"
+    g = plan["cyclic50_cp_s0"].train_config()
+    assert g.recipe == "collapse_gap" and g.collapse_form == "gap" and g.train_lengths == (2, 10)
     p = plan["cyclic5_full_s0"].train_config()
     assert p.recipe == "paper" and p.collapse_weight == 0.0
     # naming a cell `paper` leaves its fingerprint as it was before recipes existed

@@ -116,9 +116,18 @@ def is_extended(run: "Run") -> bool:
     return dict(run.options).get("recipe") == EXTENDED_RECIPE
 
 
+#: Zoo cells trained with `collapse_gap` (the default of `train`): cp on cyclic:50, which no
+#: other setting lifted from chance on the paper's protocol and the gap form solved in every seed
+#: (checkpoints/experiments/cp_cyclic50_gap).
+COLLAPSE_GAP_CELLS = frozenset({("cyclic:50", "cp")})
+
+
 def _cell_options(task: str, variant_key: str) -> tuple:
-    """Recipe fields of a zoo cell: those of `collapse` for :data:`COLLAPSE_CELLS`, else only the
-    name `paper` (a label: the fingerprint, and so the finished checkpoints, stay the same)."""
+    """Recipe fields of a zoo cell: those of `collapse` for :data:`COLLAPSE_CELLS`, of
+    `collapse_gap` for :data:`COLLAPSE_GAP_CELLS`, else only the name `paper` (a label: the
+    fingerprint, and so the finished checkpoints, stay the same)."""
+    if (task, variant_key) in COLLAPSE_GAP_CELLS:
+        return _recipe_options(task, "collapse_gap")
     if (task, variant_key) not in COLLAPSE_CELLS:
         return (("recipe", "paper"),)
     return _recipe_options(task, "collapse")
