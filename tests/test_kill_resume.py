@@ -17,7 +17,7 @@ import torch
 from workbench.checkpoints import load_checkpoint
 from workbench.training import TRAIN_STATE_DIR, TrainConfig, train
 
-CFG = dict(task="parity", d_hidden=4, steps=120, eval_every=10, checkpoint_every=10, early_stop=False,
+CFG = dict(task="parity", d_hidden=4, steps=400, eval_every=10, checkpoint_every=10, early_stop=False,
            eval_lengths=(10,), val_sequences=16, long_val_sequences=16, long_val_length=40,
            eval_sequences=32)
 
@@ -53,6 +53,8 @@ def test_kill_9_anywhere_then_rerun_finishes_the_same_checkpoint(tmp_path):
         p.join()
         if p.exitcode == 0:
             break
+    # 400 steps: long enough that a few kills land before the run can finish (a step of this tiny
+    # model takes well under a millisecond, so at 120 steps a lucky child finished in one go).
     assert kills >= 3, "the run finished before it could be killed a few times"
     res = train(TrainConfig(**CFG), out, progress=False)
     model, task = load_checkpoint(out)
