@@ -139,6 +139,19 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def atomic_write_csv(path: str | os.PathLike, fieldnames, rows, command: str) -> None:
+    """A results table: first line ``# made by: COMMAND``, then the CSV of ``rows`` (dicts;
+    keys outside ``fieldnames`` are ignored), written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fieldnames), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(path, f"# made by: {command}\n{buf.getvalue()}".encode())
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (non-finite floats are refused)."""
     text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"

@@ -25,7 +25,6 @@ then writes ``results.csv`` and ``results.md`` (with the command that made them)
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import math
@@ -228,7 +227,6 @@ def read_table(path) -> list[dict]:
 
     The first line (``# made by: …``) is skipped; ``summary_cells`` takes what this returns.
     """
-    import csv
 
     def value(text: str):
         if text == "":
@@ -269,7 +267,7 @@ def write_results(grid: Grid, runs: str | Path | None = None, out: str | Path | 
                   command: str | None = None) -> list[Path]:
     """Write ``results.csv``, ``results.md`` and ``grid.json`` under ``out`` (default
     ``checkpoints/experiments/<name>/``)."""
-    from workbench.checkpoints import atomic_write_bytes, zoo_root
+    from workbench.checkpoints import atomic_write_bytes, atomic_write_csv, zoo_root
 
     out = Path(out) if out is not None else zoo_root() / "experiments" / grid.name
     rows = collect(grid, runs)
@@ -277,12 +275,7 @@ def write_results(grid: Grid, runs: str | Path | None = None, out: str | Path | 
     cols = ["name", "recipe", "task", "variant_key", "seed", "fields", "status", "d_hidden", "steps",
             "train_time_s", "lr", "weight_decay", "acc_10", "acc_50", "acc_500", "norm_500",
             "step_acc_500", *[f"acc_{L}" for L in grid.long_lengths], "solved_validation"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    atomic_write_bytes(out / "results.csv", f"# made by: {cmd}\n{buf.getvalue()}".encode())
+    atomic_write_csv(out / "results.csv", cols, rows, cmd)
     keys = ["acc_500", "step_acc_500", *[f"acc_{L}" for L in grid.long_lengths]]
     md = [f"# Experiment `{grid.name}`\n", grid.description + "\n" if grid.description else "",
           f"Made by `{cmd}` (grid: `grid.json` beside this file; run folders outside the repository). "
@@ -338,7 +331,7 @@ def rescore(names: list[str], lengths=(500,), n_sequences: int = 256, seed: int 
     The zoo's own numbers use test seed 0; a fresh seed checks they are not an artefact of those
     sequences. Writes ``results.csv`` / ``results.md`` under ``out`` when given. Returns the rows.
     """
-    from workbench.checkpoints import atomic_write_bytes, load_checkpoint, read_config, resolve_checkpoint
+    from workbench.checkpoints import atomic_write_bytes, atomic_write_csv, load_checkpoint, read_config, resolve_checkpoint
     from workbench.recipes import recipe_name_of
     from workbench.training import evaluate
 
@@ -355,12 +348,7 @@ def rescore(names: list[str], lengths=(500,), n_sequences: int = 256, seed: int 
     if out is not None:
         out = Path(out)
         cols = ["name", "task", "recipe", *[f"acc_{L}" for L in lengths]]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-        atomic_write_bytes(out / "results.csv", f"# made by: {command}\n{buf.getvalue()}".encode())
+        atomic_write_csv(out / "results.csv", cols, rows, command)
         md = ["# Re-evaluation on a fresh test seed\n",
               f"Made by `{command}`. Raw final-step accuracy, test seed {seed} (the zoo's tables use "
               f"seed 0), {n_sequences} sequences per length.\n",

@@ -16,9 +16,7 @@ Layout under the zoo root (``checkpoints/`` by default)::
 """
 from __future__ import annotations
 
-import csv
 import fnmatch
-import io
 import json
 import math
 import os
@@ -754,28 +752,37 @@ def horizon_summary(rows: list[dict], length: int = 10_000, threshold: float = 0
     return HorizonSummary(len(solved) - len(failing), len(solved), length, threshold, failing)
 
 
-def extended_table(rows: list[dict], length: int = 10_000) -> str:
-    """Markdown: per (task, variant) of the extended table, raw accuracy at 500 and at ``length``
-    (median / best over seeds), beside the paper-protocol zoo's raw accuracy at 500."""
-    ext = extended_rows(rows)
-    key = f"acc_{length}"
-    by_ext, by_paper = {}, {}
-    for r in ext:
-        by_ext.setdefault((r["task"], r["variant_key"]), []).append(r)
-    for r in protocol_rows(rows):
-        if r.get("acc_500") is not None:
-            by_paper.setdefault((r["task"], r["variant_key"]), []).append(r["acc_500"])
+def extended_cell_stats(rows: list[dict], length: int = 10_000) -> list[dict]:
+    """Per (task, variant) of :func:`extended_cells`: ``(median, best)`` over seeds (None where
+    nothing was measured) of the paper-protocol zoo's raw accuracy at 500 (``paper_500``) and of
+    the extended recipe's at 500 (``ext_500``) and at ``length`` (``ext_long``); ``seeds``."""
+    by = {}
+    for r in rows:
+        which = "ext" if r.get("recipe") == EXTENDED_RECIPE else "paper"
+        by.setdefault((which, r["task"], r["variant_key"]), []).append(r)
 
-    def mb(vals):
-        vals = [v for v in vals if v is not None]
-        return f"{_fmt(statistics.median(vals))} / {_fmt(max(vals))}" if vals else "—"
+    def mb(rs, key):
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return (statistics.median(vals), max(vals)) if vals else None
+
+    out = []
+    for task, v in extended_cells():
+        ext = by.get(("ext", task, v), [])
+        out.append({"task": task, "variant": v, "paper_500": mb(by.get(("paper", task, v), []), "acc_500"),
+                    "ext_500": mb(ext, "acc_500"), "ext_long": mb(ext, f"acc_{length}"), "seeds": len(ext)})
+    return out
+
+
+def extended_table(rows: list[dict], length: int = 10_000) -> str:
+    """Markdown of :func:`extended_cell_stats`: ``median / best`` per cell."""
+    def mb(x):
+        return f"{_fmt(x[0])} / {_fmt(x[1])}" if x else "—"
 
     lines = [f"| task | variant | paper protocol: acc 500 | {EXTENDED_RECIPE}: acc 500 | "
              f"{EXTENDED_RECIPE}: acc {length:,} | seeds |", "|---|---|---|---|---|---|"]
-    for (task, v) in extended_cells():
-        rs = by_ext.get((task, v), [])
-        lines.append(f"| {task} | {v} | {mb(by_paper.get((task, v), []))} | "
-                     f"{mb([r['acc_500'] for r in rs])} | {mb([r.get(key) for r in rs])} | {len(rs)} |")
+    for c in extended_cell_stats(rows, length):
+        lines.append(f"| {c['task']} | {c['variant']} | {mb(c['paper_500'])} | {mb(c['ext_500'])} | "
+                     f"{mb(c['ext_long'])} | {c['seeds']} |")
     return "\n".join(lines)
 
 
@@ -814,18 +821,13 @@ def reproduction_table(rows: list[dict], tasks=_CYC + _FSM, variants=HIERARCHY_V
 
 def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
     """Write results.csv, results.md and index.json from the finished runs."""
-    from workbench.checkpoints import atomic_write_bytes, atomic_write_json
+    from workbench.checkpoints import atomic_write_bytes, atomic_write_csv, atomic_write_json
 
     root = _root(root)
     all_rows = collect_rows(root, plan)
     rows = protocol_rows(all_rows)
     cmd = "python -m workbench zoo build --jobs 2"
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    w.writeheader()
-    for r in all_rows:
-        w.writerow(r)
-    atomic_write_bytes(root / "results.csv", f"# made by: {cmd}\n{buf.getvalue()}".encode())
+    atomic_write_csv(root / "results.csv", CSV_FIELDS, all_rows, cmd)
 
     md = [f"# Zoo results\n\nMade by `{cmd}` (`workbench/zoo.py`: plan, step cap rule, recipe). "
           "Accuracy is final-step accuracy on 512 test sequences per length (seed 0); "

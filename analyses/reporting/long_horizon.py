@@ -16,8 +16,6 @@ cyclic model with accuracy >= 0.99 at 500; ``--runs DIR [DIR ...]`` scores check
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
@@ -139,18 +137,14 @@ def check(models: list[tuple[str, Path]], lengths=(10000,), n_sequences: int = 6
 
 
 def write(result: LongHorizonResult, out: Path, command: str) -> list[Path]:
-    from workbench.checkpoints import atomic_write_bytes
+    from workbench.checkpoints import atomic_write_bytes, atomic_write_csv
 
     out = Path(out)
     cols = ["name", "task", "variant", "recipe", *[f"acc_{L}" for L in result.lengths],
             "homomorphism_error", "n_sequences"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in result.rows:
-        w.writerow([r.name, r.task, r.variant, r.recipe, *[r.accuracy.get(L) for L in result.lengths],
-                    r.homomorphism_error, r.n_sequences])
-    atomic_write_bytes(out / "results.csv", f"# made by: {command}\n{buf.getvalue()}".encode())
+    atomic_write_csv(out / "results.csv", cols, [dict(zip(cols, [
+        r.name, r.task, r.variant, r.recipe, *[r.accuracy.get(L) for L in result.lengths],
+        r.homomorphism_error, r.n_sequences], strict=True)) for r in result.rows], command)
     md = ["# Long-horizon check\n", f"Made by `{command}` (`analyses/reporting/long_horizon.py`). Raw final-step "
           f"accuracy as learned (no snapping), {result.rows[0].n_sequences if result.rows else 0} test "
           "sequences per length (seed 0); homomorphism error from "

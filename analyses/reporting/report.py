@@ -122,30 +122,20 @@ def reproduction_table_html(cells: dict, paper: dict, tasks, variants, caption: 
 
 
 def extended_table_html(rows: list[dict]) -> str:
-    """HTML of ``workbench.zoo.extended_table``: per (task, variant) raw accuracy at 500 for
+    """HTML of ``workbench.zoo.extended_cell_stats``: per (task, variant) raw accuracy at 500 for
     the paper-protocol zoo and the extended recipe, and the extended recipe's at 10,000."""
-    import statistics
-
     from workbench import zoo as Z
 
     L = Z.EXTENDED_LENGTHS[0]
-    by = {}
-    for r in rows:
-        which = "ext" if r.get("recipe") == Z.EXTENDED_RECIPE else "paper"
-        by.setdefault((which, r["task"], r["variant_key"]), []).append(r)
 
-    def cell(rs, key):
-        vals = [r[key] for r in rs if r.get(key) is not None]
-        if not vals:
+    def cell(x):
+        if x is None:
             return "<td>—</td>"
-        med = statistics.median(vals)
-        return f"<td style='background:{_cell_colour(med)}'>{med:.2f} / {max(vals):.2f}</td>"
+        return f"<td style='background:{_cell_colour(x[0])}'>{x[0]:.2f} / {x[1]:.2f}</td>"
 
-    body = []
-    for task, v in Z.extended_cells():
-        ext = by.get(("ext", task, v), [])
-        body.append(f"<tr><th>{_e(task)}</th><th>{_e(v)}</th>{cell(by.get(('paper', task, v), []), 'acc_500')}"
-                    f"{cell(ext, 'acc_500')}{cell(ext, f'acc_{L}')}<td>{len(ext)}</td></tr>")
+    body = [f"<tr><th>{_e(c['task'])}</th><th>{_e(c['variant'])}</th>{cell(c['paper_500'])}"
+            f"{cell(c['ext_500'])}{cell(c['ext_long'])}<td>{c['seeds']}</td></tr>"
+            for c in Z.extended_cell_stats(rows, L)]
     return ("<table class='repro'><caption>raw final-step accuracy, median / best over seeds, as "
             f"learned</caption><thead><tr><th>task</th><th>variant</th><th>paper protocol: 500</th>"
             f"<th>{_e(Z.EXTENDED_RECIPE)}: 500</th><th>{_e(Z.EXTENDED_RECIPE)}: {L:,}</th><th>seeds</th>"

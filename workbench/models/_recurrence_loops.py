@@ -160,9 +160,9 @@ def retreat(M, order_t, offsets_t, G, OUT, zero):
 
 @jit
 def accumulate(dM, order_t, offsets_t, X, G):
-    # dM[v] += X_v^T G_v over the samples reading token v at this step (four rows per pass).
-    # Used while the whole [V, H, H] gradient stays in L2: then a per-step update costs less
-    # than gathering every (step, sample) row by token afterwards.
+    # dM[v] += X_v^T G_v over the rows order_t[offsets_t[v]:offsets_t[v + 1]] (four rows per
+    # pass). The backward calls it once per step while the whole [V, H, H] gradient stays in
+    # L2; kernels.token_tables once, on every (step, sample) row sorted by token, otherwise.
     V, H, _ = dM.shape
     for v in range(V):
         a = offsets_t[v]
@@ -224,36 +224,3 @@ def backward(AT, order, offsets, S, N, G, normalize, GU, carry, nxt, zero, h0, d
         retreat(AT, order[t], offsets[t], g, nxt, zero)
         carry, nxt = nxt, carry
     return carry
-
-@jit
-def tables(Xs, Gs, offsets, out, zero):
-    # out[v] = Xs_v^T Gs_v over token v's rows (rows sorted by token, offsets [V + 1]):
-    # each output row accumulates four input rows per pass, written once.
-    V, H, _ = out.shape
-    for v in range(V):
-        a = offsets[v]
-        b = offsets[v + 1]
-        ov = out[v]
-        for k in range(H):
-            o = ov[k]
-            for j in range(H):
-                o[j] = zero
-            i = a
-            while i + 4 <= b:
-                x0 = Xs[i, k]
-                x1 = Xs[i + 1, k]
-                x2 = Xs[i + 2, k]
-                x3 = Xs[i + 3, k]
-                g0 = Gs[i]
-                g1 = Gs[i + 1]
-                g2 = Gs[i + 2]
-                g3 = Gs[i + 3]
-                for j in range(H):
-                    o[j] += x0 * g0[j] + x1 * g1[j] + x2 * g2[j] + x3 * g3[j]
-                i += 4
-            while i < b:
-                x0 = Xs[i, k]
-                g0 = Gs[i]
-                for j in range(H):
-                    o[j] += x0 * g0[j]
-                i += 1

@@ -40,14 +40,14 @@ def available() -> bool:
 
 
 def kernels():
-    """The compiled ``(forward, backward, tables)`` kernels, built once per process."""
+    """The compiled ``(forward, backward, accumulate)`` kernels, built once per process."""
     global _KERNELS
     if _KERNELS is None:
         if not available():
             raise RuntimeError("recurrence method 'kernel' needs numba (pip install numba); "
                                "accepted without it: 'grouped', 'alltokens'")
         from . import _recurrence_loops as loops
-        _KERNELS = (loops.forward, loops.backward, loops.tables)
+        _KERNELS = (loops.forward, loops.backward, loops.accumulate)
     return _KERNELS
 
 
@@ -86,11 +86,11 @@ def forward(AT, tokens, h0, C, normalize):
 FUSED_TABLE_BYTES = 512 * 1024
 
 
-def backward(AT, order, offsets, S, N, G, normalize, h0=None, tokens=None, want_weights=True):
+def backward(AT, order, offsets, S, N, G, normalize, h0, tokens, want_weights=True):
     """``(GU [T, B, H], grad_h0 [B, H], grad_AT [V, H, H] or None)``.
 
-    ``GU`` is the gradient wrt every ``u_t`` (also the gradient wrt ``C_t``). ``grad_AT`` needs
-    ``h0`` and ``tokens`` (the forward's inputs) and ``want_weights``.
+    ``h0``, ``tokens``: the forward's inputs. ``GU`` is the gradient wrt every ``u_t`` (also the
+    gradient wrt ``C_t``); ``grad_AT`` is None unless ``want_weights``.
     """
     bwd = kernels()[1]
     G = G.detach().contiguous()
@@ -103,12 +103,12 @@ def backward(AT, order, offsets, S, N, G, normalize, h0=None, tokens=None, want_
     zero = GU.numpy().dtype.type(0)
     fuse = want_weights and V * H * H * G.element_size() <= FUSED_TABLE_BYTES
     dAT = torch.zeros(V, H, H, dtype=G.dtype) if fuse else torch.empty(1, 1, 1, dtype=G.dtype)
-    h0n = (h0.detach().contiguous() if h0 is not None else torch.empty(B, H, dtype=G.dtype)).numpy()
+    h0 = h0.detach().contiguous()
     carry = bwd(AT.numpy(), order.numpy(), offsets.numpy(), S.numpy(), N.numpy(), G.numpy(),
-                bool(normalize), GU.numpy(), a.numpy(), b.numpy(), zero, h0n, dAT.numpy(), fuse)
+                bool(normalize), GU.numpy(), a.numpy(), b.numpy(), zero, h0.numpy(), dAT.numpy(), fuse)
     grad_AT = dAT if fuse else None
     if want_weights and not fuse:
-        X = torch.cat([h0.detach().unsqueeze(0), S[:-1]], dim=0)
+        X = torch.cat([h0.unsqueeze(0), S[:-1]], dim=0)
         grad_AT = token_tables(tokens.reshape(-1), X.reshape(-1, H), GU.reshape(-1, H), V)
     return GU, torch.from_numpy(carry), grad_AT
 
@@ -124,6 +124,7 @@ def token_tables(tokens: torch.Tensor, X: torch.Tensor, GU: torch.Tensor, n_toke
     torch.cumsum(torch.bincount(tokens, minlength=n_tokens), dim=0, out=offsets[1:])
     Xs = X.detach().index_select(0, order)
     Gs = GU.detach().index_select(0, order)
-    out = torch.empty(n_tokens, X.shape[1], X.shape[1], dtype=X.dtype)
-    kernels()[2](Xs.numpy(), Gs.numpy(), offsets.numpy(), out.numpy(), out.numpy().dtype.type(0))
+    out = torch.zeros(n_tokens, X.shape[1], X.shape[1], dtype=X.dtype)
+    rows = torch.arange(len(tokens))            # already sorted: the identity order
+    kernels()[2](out.numpy(), rows.numpy(), offsets.numpy(), Xs.numpy(), Gs.numpy())
     return out

@@ -168,18 +168,22 @@ class _DenseTokenRecurrence(torch.autograd.Function):
         V, H, _ = AT.shape
         dtype, device = AT.dtype, AT.device
         need_grad = any(ctx.needs_input_grad[i] for i in (0, 2, 3))
-        S = torch.empty(T, B, H, dtype=dtype, device=device)
-        N = torch.empty(T, B, 1, dtype=dtype, device=device) if normalize else None
-        N_steps = N.unbind(0) if normalize else None
+        ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
+        ctx.shape = (T, B, V, H)
+        ctx.grad_hook = grad_hook
         AT = AT.contiguous()
-        AT_v = AT.unbind(0)
-        S_steps = S.unbind(0)
         if method == "kernel":
             from . import kernels
             states, Nk, order, offsets = kernels.forward(AT, tokens, h0, C, normalize)
             if need_grad:
                 ctx.save_for_backward(AT, states, Nk, order, offsets, h0, tokens)
-        elif method == "grouped":
+            return states
+        S = torch.empty(T, B, H, dtype=dtype, device=device)
+        N = torch.empty(T, B, 1, dtype=dtype, device=device) if normalize else None
+        N_steps = N.unbind(0) if normalize else None
+        AT_v = AT.unbind(0)
+        S_steps = S.unbind(0)
+        if method == "grouped":
             # Slot j of step t holds sample order[t, j]: samples reading the same token are
             # contiguous, so each token's group is one GEMM on a contiguous row block. The
             # states are kept in the original order (two row index_selects per step are much
@@ -234,9 +238,6 @@ class _DenseTokenRecurrence(torch.autograd.Function):
                 ctx.save_for_backward(AT, S, h0, N, tokens)
         else:
             raise ValueError(f"method={method!r}; accepted: 'kernel', 'grouped', 'alltokens'")
-        ctx.method, ctx.normalize, ctx.has_C = method, normalize, C is not None
-        ctx.shape = (T, B, V, H)
-        ctx.grad_hook = grad_hook
         return states
 
     @staticmethod
