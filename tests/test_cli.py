@@ -144,7 +144,7 @@ def test_zoo_plan_covers_the_issue():
     cells = {(r.task, r.variant_key) for r in plan}
     for t in zoo.HIERARCHY_TASKS:
         for v in zoo.HIERARCHY_VARIANTS:
-            assert sum(1 for r in plan if (r.task, r.variant_key) == (t, v) and not zoo.is_extended(r)) == 3
+            assert sum(1 for r in plan if (r.task, r.variant_key) == (t, v) and not zoo.is_extended_protocol(r)) == 3
     for t in zoo.GROUP_TASKS:
         assert (t, "full") in cells and (t, "cp") in cells
     assert ("parity", "full_additive") in cells and ("cyclic:5", "full_additive") in cells

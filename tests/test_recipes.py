@@ -297,6 +297,9 @@ def _cli(*args):
     (["train", "--task", "parity", "--label-smoothing", "x"], "label smoothing must be a number"),
     (["train", "--task", "parity", "--recipe", "magic"], "unknown recipe 'magic'"),
     (["experiment", "run", "/nonexistent/grid.json"], "cannot read grid file"),
+    (["train", "--task", "parity", "--anchor-steps", "-3"], "anchor steps must be an integer >= 0"),
+    (["train", "--task", "modarith:3", "--anchor-steps", "5", "--steps", "5", "--hidden", "4"],
+     "anchor phase is not supported on 'modarith:3'"),
 ])
 def test_cli_bad_recipe_input_exits_2_with_one_line(args, msg):
     r = _cli(*args)
@@ -318,6 +321,10 @@ def test_cli_lists_recipes_and_train_records_the_recipe(tmp_path):
     assert main([*common, "--label-smoothing", "0.1", "--out", str(tmp_path / "custom")]) == 0
     conf = read_config(tmp_path / "custom")["training"]
     assert conf["recipe"] == f"{DEFAULT_RECIPE}+custom" and conf["label_smoothing"] == 0.1
+    assert main([*common, "--anchor-steps", "5", "--anchor-length", "12", "--out", str(tmp_path / "anchored")]) == 0
+    m = json.loads((tmp_path / "anchored" / "metrics.json").read_text())
+    conf = read_config(tmp_path / "anchored")["training"]
+    assert (conf["anchor_steps"], conf["anchor_length"], m["anchor"]["length"]) == (5, 12, 12)
 
 
 def test_zoo_cells_name_their_recipe():
@@ -357,19 +364,30 @@ def test_extended_table_cells_names_and_build_order():
     plan = zoo.zoo_plan()
     ext = [r for r in plan if zoo.is_extended(r)]
     assert len(ext) == 3 * len(cells)
-    c = {r.name: r for r in ext}["groupD4_full_horizon_s1"].train_config()
+    by_name = {r.name: r for r in plan}
+    parent = by_name["groupD4_full_horizon_s1"]
+    c = parent.train_config()
     assert (c.recipe, c.long_val_length, c.long_val_sequences, c.collapse_form) == ("horizon", 10_000, 64, "gap")
     assert c.steps == int(1.5 * zoo.step_cap("group:D4"))
-    # the extended runs come after every paper-protocol run, `full` first
-    first_ext = min(i for i, r in enumerate(plan) if zoo.is_extended(r))
-    assert all(zoo.is_extended(r) for r in plan[first_ext:]) and plan[first_ext].variant_key == "full"
+    # each extended run starts from its parent's checkpoint, bound to the parent's fingerprint,
+    # and keeps the parent's training fields (its config says how its weights were made)
+    a = by_name["groupD4_full_anchor_s1"].train_config()
+    assert (a.recipe, a.init_from, a.init_fingerprint) == ("anchor", parent.name, c.fingerprint())
+    assert a.anchor_steps > 0 and a.steps == c.steps and a.lr == c.lr and a.collapse_form == "gap"
+    # the extended-protocol runs come after every paper-protocol run, `full` first, each
+    # parent before the run that starts from it
+    first_ext = min(i for i, r in enumerate(plan) if zoo.is_extended_protocol(r))
+    assert all(zoo.is_extended_protocol(r) for r in plan[first_ext:]) and plan[first_ext].variant_key == "full"
+    pos = {r.name: i for i, r in enumerate(plan)}
+    assert all(pos[r.name] > pos[dict(r.options)["init_from"]] for r in ext)
     # adding them left every other run's fingerprint alone
     assert plan[0].train_config().recipe in ("paper", "collapse")
 
 
 def test_extended_rows_stay_out_of_the_paper_tables_and_are_counted_at_10000(tmp_path):
     """A zoo with one paper-protocol and two extended runs: the reproduction table sees only the
-    first, the extended section counts the two (one holds at 10,000, one does not)."""
+    first, the extended section counts the two (one holds at 10,000, one does not) and leaves
+    out the parent run the first started from."""
     from analyses.reporting.docs_pages import results_page
     from analyses.reporting.report import extended_table_html
     from workbench import zoo
@@ -380,8 +398,9 @@ def test_extended_rows_stay_out_of_the_paper_tables_and_are_counted_at_10000(tmp
     model = construct(task, "full")
     plan = []
     for name, recipe, acc500, acc_long in (("cyclic5_full_s0", "paper", 1.0, None),
-                                           ("cyclic5_full_horizon_s0", "horizon", 1.0, 1.0),
-                                           ("cyclic5_full_horizon_s1", "horizon", 1.0, 0.25)):
+                                           ("cyclic5_full_horizon_s0", "horizon", 1.0, 0.5),
+                                           ("cyclic5_full_anchor_s0", "anchor", 1.0, 1.0),
+                                           ("cyclic5_full_anchor_s1", "anchor", 1.0, 0.25)):
         metrics = {"accuracy": {"10": 1.0, "50": 1.0, "500": acc500},
                    "normalized_accuracy": {"10": 1.0, "50": 1.0, "500": acc500}, "steps": 1, "train_time_s": 0.0}
         if acc_long is not None:
@@ -393,13 +412,13 @@ def test_extended_rows_stay_out_of_the_paper_tables_and_are_counted_at_10000(tmp
     rows = zoo.collect_rows(tmp_path, plan)
     assert [r["name"] for r in zoo.protocol_rows(rows)] == ["cyclic5_full_s0"]
     s = zoo.horizon_summary(rows)
-    assert (s.held, s.total, s.failing) == (1, 2, ("cyclic5_full_horizon_s1",))
+    assert (s.held, s.total, s.failing) == (1, 2, ("cyclic5_full_anchor_s1",))
     assert "1 of 2" in s.sentence() and repr(s) == "HorizonSummary(1/2 hold at 10,000)"
     assert s.summary()["fraction"] == 0.5 and s.plot() is not None
     md = (tmp_path / "results.md").read_text()
     assert "1 of 2 extended-table models" in md
     assert "| cyclic:5 | full | 1.00 / 1.00 | 1.00 / 1.00 | 0.62 / 1.00 | 2 |" in md
-    assert {m["recipe"] for m in read_index(tmp_path).values()} == {"paper", "horizon"}
+    assert {m["recipe"] for m in read_index(tmp_path).values()} == {"paper", "horizon", "anchor"}
     page = results_page(tmp_path)
-    assert "Beyond the paper: length 10,000" in page and "`cyclic5_full_horizon_s1`" in page
+    assert "Beyond the paper: length 10,000" in page and "`cyclic5_full_anchor_s1`" in page
     assert "0.62 / 1.00" in extended_table_html(rows)

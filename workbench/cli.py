@@ -73,6 +73,18 @@ def _nonneg_float(what: str):
     return parse
 
 
+def _nonneg_int(what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = -1
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer >= 0, got {text!r}")
+        return v
+    return parse
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -214,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of streams carried across batches (0 = off; leaves the paper protocol)")
     t.add_argument("--state-passing-warmup", type=_fraction("state passing warm-up", "[0, 1)", open_hi=True),
                    default=None, help="fraction of the steps trained from h0 before carrying (default 0.3)")
+    t.add_argument("--anchor-steps", type=_nonneg_int("anchor steps"), default=None,
+                   help="steps of the anchor phase after training (0 = off; leaves the paper protocol)")
+    t.add_argument("--anchor-length", type=_positive_int, default=None,
+                   help="rollout length of the anchor phase (default 100)")
     t.add_argument("--no-normalize-train", action="store_true",
                    help="train without per-step normalisation (evaluation still normalises)")
     t.add_argument("--preset", choices=("paper", "deletang"), default="paper")
@@ -343,6 +359,7 @@ def cmd_train(args) -> int:
     options = {"label_smoothing": args.label_smoothing, "collapse_weight": args.collapse_weight,
                "length_curriculum": args.length_curriculum, "state_passing": args.state_passing,
                "state_passing_warmup": args.state_passing_warmup,
+               "anchor_steps": args.anchor_steps, "anchor_length": args.anchor_length,
                "normalize_train": False if args.no_normalize_train else None,
                "train_lengths": args.train_lengths}
     fields.update({k: v for k, v in options.items() if v is not None})

@@ -11,8 +11,9 @@ Two kinds of recipe:
   ``h0``, test at length 500. ``paper`` is the workbench's default training on that protocol, the
   recipe every zoo model up to this one was made with. Other protocol-keeping recipes change only
   the objective, the schedule or the sizes;
-* **extended** (``protocol="extended"``): anything that leaves the protocol, here state passing
-  (streams continued across batches, so the loss sees states far from ``h0``).
+* **extended** (``protocol="extended"``): anything that leaves the protocol: state passing
+  (streams continued across batches, so the loss sees states far from ``h0``), the anchor phase
+  (rollouts of 100 steps, :mod:`workbench.anchoring`).
 
 This module imports no torch, so listing recipes stays instant. See ``docs/recipes.md``.
 """
@@ -65,6 +66,10 @@ def _collapse_rule(task) -> dict:
     return {"collapse_weight": 1.0, "collapse_target": "labels" if labels_name_states(task) else "states"}
 
 
+#: The anchor phase's settings in the ``anchor`` recipe (the ones measured in docs/recipes.md).
+ANCHOR_FIELDS = {"anchor_steps": 1500, "anchor_length": 100, "anchor_batch": 32, "anchor_lr": (1e-3, 3e-4, 1e-2),
+                 "anchor_weight": 1000.0, "anchor_val_length": 10_000, "anchor_check_every": 250}
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("paper", "paper", {"train_lengths": (2, 10)},
            description="the paper's protocol (lengths 2-10, every sequence from h0) with the "
@@ -83,6 +88,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                                            "state_passing_warmup": 0.3}, _collapse_gap_rule,
            description="extended: state passing as `stream` plus the gap form of the collapse "
                        "objective (`collapse_gap`)"),
+    Recipe("anchor", "extended", {"train_lengths": (2, 10), "long_val_length": 10_000,
+                                  "long_val_sequences": 64, **ANCHOR_FIELDS}, _collapse_gap_rule,
+           description="extended: `horizon`, then the anchor phase (workbench.anchoring): "
+                       f"{ANCHOR_FIELDS['anchor_steps']:,} steps on rollouts of "
+                       f"{ANCHOR_FIELDS['anchor_length']} from h0 that pull each state onto one "
+                       "point per automaton state, kept only if validation at 10,000 does not drop"),
     Recipe("horizon", "extended", {"train_lengths": (2, 10), "long_val_length": 10_000,
                                    "long_val_sequences": 64}, _collapse_gap_rule,
            description="extended: `collapse_gap` with its long validation (early stop, and the "
@@ -121,10 +132,11 @@ def check_protocol(cfg, recipe: Recipe) -> None:
     """Raise ``ValueError`` if ``cfg`` leaves ``recipe``'s protocol."""
     if recipe.protocol != "paper":
         return
-    if tuple(cfg.train_lengths) != (2, 10) or cfg.state_passing > 0:
+    if tuple(cfg.train_lengths) != (2, 10) or cfg.state_passing > 0 or cfg.anchor_steps > 0:
         raise ValueError(f"recipe {recipe.name!r} keeps the paper's protocol (train_lengths (2, 10), "
-                         f"no state passing); got train_lengths {tuple(cfg.train_lengths)} and "
-                         f"state_passing {cfg.state_passing}")
+                         f"no state passing, no anchor phase); got train_lengths "
+                         f"{tuple(cfg.train_lengths)}, state_passing {cfg.state_passing} and "
+                         f"anchor_steps {cfg.anchor_steps}")
 
 
 def recipe_name_of(training: dict) -> str:

@@ -182,6 +182,25 @@ class TrainConfig:
     polish_weight_decay: float = 3.0
     polish_loss: str = "final"
     polish_train_lengths: tuple[int, int] = (2, 10)
+    # Anchor phase (off by default; workbench.anchoring): after the early-stopped phase (and the
+    # polish, if on), ``anchor_steps`` steps on rollouts of ``anchor_length`` from h0 that pull
+    # every state onto its automaton state's anchor, kept only if every-step validation at
+    # ``anchor_val_length`` does not get worse. Like the polish fields, the ``anchor_*`` fields
+    # enter the fingerprint only when ``anchor_steps > 0``.
+    anchor_steps: int = 0
+    anchor_length: int = 100
+    anchor_batch: int = 32
+    anchor_lr: tuple[float, ...] = (1e-3, 1e-2)
+    anchor_weight: float = 1000.0
+    anchor_val_length: int = 10_000
+    anchor_check_every: int = 250
+    # Start from a finished checkpoint instead of training (fine-tuning): its folder (a relative
+    # path is taken from the folder that holds the run's own folder, so zoo runs name a sibling)
+    # and, optionally, the fingerprint its config must carry. The phases after training (polish,
+    # anchor) then run on its weights; the fields that describe its training stay this config's
+    # record of how the starting weights were made. Both enter the fingerprint only when set.
+    init_from: str | None = None
+    init_fingerprint: str | None = None
     # Recipe options (workbench.objectives, workbench.streams; docs/recipes.md has their
     # measured effects). Each enters the fingerprint only when it is not at its neutral value
     # (:data:`RECIPE_OPTION_DEFAULTS`), so configs written before they existed keep theirs.
@@ -209,6 +228,9 @@ class TrainConfig:
         if isinstance(self.weight_decay, (int, float)):
             self.weight_decay = (float(self.weight_decay),)
         self.weight_decay = tuple(float(x) for x in self.weight_decay)
+        if isinstance(self.anchor_lr, (int, float)):
+            self.anchor_lr = (float(self.anchor_lr),)
+        self.anchor_lr = tuple(float(x) for x in self.anchor_lr)
         if len(self.weight_decay) == 1 and len(self.lr) > 1:
             self.weight_decay = self.weight_decay * len(self.lr)
         self.train_lengths = tuple(int(x) for x in self.train_lengths)
@@ -271,6 +293,7 @@ class TrainConfig:
         if self.polish_loss not in ("per_step", "final"):
             raise ValueError(f"polish_loss must be 'per_step' or 'final', got {self.polish_loss!r}")
         validate_recipe_options(self)
+        validate_anchor_options(self)
         plo, phi = (self.polish_train_lengths + (0, 0))[:2] if len(self.polish_train_lengths) == 2 else (0, 0)
         if plo < 1 or phi < plo:
             raise ValueError(f"polish_train_lengths must be (lo, hi) with 1 <= lo <= hi, "
@@ -287,7 +310,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config keys {sorted(unknown)}")
         d = dict(d)
-        for k in ("lr", "train_lengths", "eval_lengths", "polish_train_lengths"):
+        for k in ("lr", "train_lengths", "eval_lengths", "polish_train_lengths", "anchor_lr"):
             if k in d and isinstance(d[k], list):
                 d[k] = tuple(d[k])
         # Configs written before val_mode existed validated the final step: keep their meaning.
@@ -318,6 +341,12 @@ class TrainConfig:
             # fingerprints of configs written before the polish fields existed.
             for k in [k for k in d if k.startswith("polish_")]:
                 d.pop(k)
+        if self.anchor_steps == 0:
+            for k in [k for k in d if k.startswith("anchor_")]:
+                d.pop(k)
+        for k in ("init_from", "init_fingerprint"):
+            if d.get(k) is None:
+                d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -330,6 +359,29 @@ COLLAPSE_TARGETS = ("labels", "states")
 #: The collapse term: "ratio" (within / total variance) or "gap" (within spread against the gap to
 #: the nearest other group, which also penalises two groups merging into one point).
 COLLAPSE_FORMS = ("ratio", "gap")
+
+
+def validate_anchor_options(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the bad ``anchor_*`` field and what it accepts."""
+    for name in ("anchor_steps",):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be an integer >= 0 (0 = no anchor phase), got {v!r}")
+    for name in ("anchor_length", "anchor_batch", "anchor_val_length", "anchor_check_every"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not cfg.anchor_lr or any(not (0 < x < 10) or not math.isfinite(x) for x in cfg.anchor_lr):
+        raise ValueError(f"anchor_lr must be positive numbers below 10, got {cfg.anchor_lr}")
+    if not (0 <= cfg.anchor_weight < 1e9) or not math.isfinite(cfg.anchor_weight):
+        raise ValueError(f"anchor_weight must be a number in [0, 1e9), got {cfg.anchor_weight}")
+    if cfg.init_from is not None and (not isinstance(cfg.init_from, str) or not cfg.init_from):
+        raise ValueError(f"init_from must be a checkpoint folder (a non-empty string) or None, got {cfg.init_from!r}")
+    if cfg.init_fingerprint is not None and cfg.init_from is None:
+        raise ValueError("init_fingerprint needs init_from (the checkpoint whose fingerprint it is)")
+    if cfg.anchor_steps and (cfg.variant not in BILINEAR_VARIANTS or cfg.n_layers != 1):
+        raise ValueError(f"the anchor phase needs a one-layer bilinear variant ({', '.join(BILINEAR_VARIANTS)}); "
+                         f"got variant {cfg.variant!r} with n_layers={cfg.n_layers}")
 
 
 def validate_recipe_options(cfg: TrainConfig) -> None:
@@ -594,6 +646,7 @@ class TrainResult:
     resumed: bool = False
     reused: bool = False
     polish: dict | None = None     # the polish phase's record (see `_polish`), None when off
+    anchor: dict | None = None     # the anchor phase's record (workbench.anchoring), None when off
 
 
 def lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
@@ -1021,6 +1074,44 @@ def _polish(cfg: TrainConfig, task, model, progress: bool = False) -> tuple[obje
     return model, record
 
 
+def _start_from(cfg: TrainConfig, task, out: Path | None):
+    """The model and main-phase record of ``cfg.init_from`` (a finished checkpoint, hash-checked).
+
+    Returns (model, LRRun copied from its metrics, record {folder, fingerprint, weights_sha256}).
+    """
+    from workbench.checkpoints import load_checkpoint
+
+    src = Path(cfg.init_from)
+    if not src.is_absolute():
+        src = (out.parent if out is not None else Path.cwd()) / src
+    if not (src / "config.json").is_file() or not (src / "metrics.json").is_file():
+        raise ValueError(f"init_from={cfg.init_from!r}: {src} is not a finished checkpoint folder "
+                         "(config.json and metrics.json); accepted: a folder written by train")
+    conf = json.loads((src / "config.json").read_text())
+    got = conf.get("training", {}).get("fingerprint")
+    if cfg.init_fingerprint is not None and got != cfg.init_fingerprint:
+        raise ValueError(f"init_from={cfg.init_from!r} has fingerprint {got!r}, not the "
+                         f"init_fingerprint {cfg.init_fingerprint!r} this run was planned on "
+                         "(retrain it, or plan again)")
+    model, src_task = load_checkpoint(str(src))
+    if src_task.spec != task.spec or conf["training"].get("variant") != cfg.variant:
+        raise ValueError(f"init_from={cfg.init_from!r} is {conf['training'].get('variant')!r} on "
+                         f"{src_task.spec!r}; this run is {cfg.variant!r} on {task.spec!r}")
+    m = json.loads((src / "metrics.json").read_text())
+    chosen = [r for r in m.get("lr_runs", []) if r.get("lr") == m.get("lr")
+              and r.get("weight_decay", 0.0) == m.get("weight_decay", 0.0)]
+    r = chosen[0] if chosen else {}
+    run = LRRun(lr=m["lr"], steps=m["steps"],
+                final_loss=m["final_loss"] if m.get("final_loss") is not None else float("nan"),
+                val_accuracy=r.get("val_accuracy", 0.0), long_val_accuracy=r.get("long_val_accuracy"),
+                solved=m.get("solved_validation", False), stopped_early=m.get("stopped_early", False),
+                nan_rollbacks=r.get("nan_rollbacks", 0), train_time_s=m.get("train_time_s", 0.0),
+                weight_decay=m.get("weight_decay", 0.0))
+    model.to(resolve_device(cfg.device))
+    model.train()
+    return model, run, {"folder": cfg.init_from, "fingerprint": got, "weights_sha256": conf.get("weights_sha256")}
+
+
 def _selection_key(run: LRRun):
     """Best learning rate: solved first, then validation accuracy at the long and short length."""
     return (run.solved, run.long_val_accuracy or 0.0, run.val_accuracy, -run.final_loss)
@@ -1059,6 +1150,10 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     task = make_task(cfg.task)
     check_trainable(task)
     check_training_sizes(cfg, task)  # before anything is allocated or written
+    if cfg.anchor_steps:
+        from workbench.anchoring import check_anchorable
+
+        check_anchorable(task)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         check_out_dir(out, cfg, overwrite)
@@ -1072,7 +1167,11 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
 
     runs, models = [], []
     resumed_any = False
-    for lr, wd in zip(cfg.lr, cfg.weight_decay, strict=True):
+    init = None
+    if cfg.init_from is not None:
+        model, run, init = _start_from(cfg, task, out)
+        runs, models = [run], [model]
+    for lr, wd in zip(cfg.lr, cfg.weight_decay, strict=True) if init is None else ():
         setting = f"lr={lr:g}" + (f",wd={wd:g}" if wd else "")
         state_dir = out / TRAIN_STATE_DIR / setting if out is not None else None
         desc = f"{cfg.task} {cfg.variant} s{cfg.seed}" + (f" {setting}" if len(cfg.lr) > 1 else "")
@@ -1094,15 +1193,22 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
     if cfg.polish_steps:
         with torch.random.fork_rng(devices=[]):
             model, polish = _polish(cfg, task, model, progress)
+    anchor = None
+    if cfg.anchor_steps:
+        from workbench.anchoring import anchor_phase
+
+        with torch.random.fork_rng(devices=[]):
+            model, anchor = anchor_phase(cfg, task, model, progress)
 
     acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_sequences, seed=0)
     model.cpu()   # the result, like every checkpoint, holds CPU tensors whatever the device
     norm = {L: normalized_accuracy(a, task.chance) for L, a in acc.items()}
-    total_time = sum(r.train_time_s for r in runs) + (polish["train_time_s"] if polish else 0.0)
+    total_time = (sum(r.train_time_s for r in runs) + (polish["train_time_s"] if polish else 0.0)
+                  + (anchor["train_time_s"] if anchor else 0.0))
     result = TrainResult(out_dir=out, config=cfg, lr=run.lr, steps=run.steps, train_time_s=total_time,
                          final_loss=run.final_loss, solved=run.solved, stopped_early=run.stopped_early,
                          accuracy=acc, normalized_accuracy=norm, lr_runs=runs, resumed=resumed_any,
-                         polish=polish)
+                         polish=polish, anchor=anchor)
     result.model = model
     if out is not None:
         metrics = {
@@ -1121,6 +1227,10 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
         }
         if polish is not None:
             metrics["polish"] = polish
+        if anchor is not None:
+            metrics["anchor"] = anchor
+        if init is not None:
+            metrics["init_from"] = init
         for r in metrics["lr_runs"]:
             if not math.isfinite(r["final_loss"]):
                 r["final_loss"] = None
@@ -1239,6 +1349,7 @@ def _reused_result(out, cfg, m, model, task) -> TrainResult:
     res = TrainResult(out_dir=out, config=cfg, lr=m["lr"], steps=m["steps"], train_time_s=m["train_time_s"],
                       final_loss=m["final_loss"] if m["final_loss"] is not None else float("nan"),
                       solved=m["solved_validation"], stopped_early=m["stopped_early"], accuracy=acc,
-                      normalized_accuracy=norm, lr_runs=runs, reused=True, polish=m.get("polish"))
+                      normalized_accuracy=norm, lr_runs=runs, reused=True, polish=m.get("polish"),
+                      anchor=m.get("anchor"))
     res.model = model
     return res

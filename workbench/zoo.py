@@ -84,8 +84,13 @@ COLLAPSE_CELLS = frozenset({
 #: The extended table (beyond the paper's protocol): group and cyclic tasks, bilinear variants that
 #: solve some of them at 500, trained with this recipe (workbench.recipes) and scored at
 #: ``EXTENDED_LENGTHS`` with ``EXTENDED_SEQUENCES`` test sequences as learned (no snapping). Run
-#: names carry the recipe (``groupS3_full_horizon_s0``), so both tables live side by side.
-EXTENDED_RECIPE = "horizon"
+#: names carry the recipe (``groupS3_full_anchor_s0``), so both tables live side by side. Each
+#: extended model is made in two runs: ``EXTENDED_PARENT_RECIPE`` trains it
+#: (``groupS3_full_horizon_s0``), and the ``EXTENDED_RECIPE`` run starts from that checkpoint
+#: (``TrainConfig.init_from``) and adds the anchor phase, so the phase can change without
+#: retraining, and the table says what each stage did.
+EXTENDED_RECIPE = "anchor"
+EXTENDED_PARENT_RECIPE = "horizon"
 EXTENDED_TASKS = ("cyclic:2", "cyclic:3", "cyclic:5", "cyclic:10", "cyclic:25", "cyclic:50",
                   "group:S3", "group:D4", "group:A5", "group:S3/gens", "group:D4/gens", "group:A5/gens")
 #: The extended runs' step cap, in units of :func:`step_cap`: the long validation stops a run only
@@ -111,7 +116,17 @@ def _recipe_options(task: str, recipe: str) -> tuple:
 
 
 def is_extended(run: "Run") -> bool:
+    """A run of the extended table (recipe :data:`EXTENDED_RECIPE`)."""
     return dict(run.options).get("recipe") == EXTENDED_RECIPE
+
+
+def is_extended_protocol(run: "Run") -> bool:
+    """A run whose recipe leaves the paper's protocol (the extended table and its parents)."""
+    return dict(run.options).get("recipe") in (EXTENDED_RECIPE, EXTENDED_PARENT_RECIPE)
+
+
+def _starts_from(run: "Run") -> str | None:
+    return dict(run.options).get("init_from")
 
 
 #: Zoo cells trained with `collapse_gap` (the default of `train`): cp on cyclic:50, which no
@@ -227,8 +242,9 @@ def _priority(run: "Run") -> tuple:
     variant (:data:`EXTENDED_KEYS`).
     """
     group = run.task in GROUP_TASKS
-    if is_extended(run):
-        return (7, EXTENDED_KEYS.index(run.variant_key), run.seed)
+    if is_extended_protocol(run):
+        # a run that starts from another's checkpoint comes after it (run_plan also waits)
+        return (7, EXTENDED_KEYS.index(run.variant_key), run.seed, _starts_from(run) is not None)
     if run.kind != "train" or run.variant_key == "full_additive":
         tier = 5
     elif run.variant_key == "full" and run.seed == 0:
@@ -263,11 +279,18 @@ def zoo_plan() -> list[Run]:
     for H in (2, 4, 8):
         runs.append(Run(f"echo_parity_H{H}", "parity", "block1", 0, kind="echo_state",
                         options=(("d_hidden", H), ("n_draws", 100))))
+    from workbench.recipes import ANCHOR_FIELDS
+
+    anchor = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in ANCHOR_FIELDS.items())
     for task, v in extended_cells():
         for s in SEEDS:
             steps = int(EXTENDED_STEP_FACTOR * step_cap(task, v))
-            runs.append(Run(f"{task_tag(task)}_{v}_{EXTENDED_RECIPE}_s{s}", task, v, s,
-                            options=tuple(sorted(_recipe_options(task, EXTENDED_RECIPE) + (("steps", steps),)))))
+            parent = Run(f"{task_tag(task)}_{v}_{EXTENDED_PARENT_RECIPE}_s{s}", task, v, s,
+                         options=tuple(sorted(_recipe_options(task, EXTENDED_PARENT_RECIPE) + (("steps", steps),))))
+            fields = {**dict(parent.options), **dict(anchor), "recipe": EXTENDED_RECIPE,
+                      "init_from": parent.name, "init_fingerprint": parent.train_config().fingerprint()}
+            runs += [parent, Run(f"{task_tag(task)}_{v}_{EXTENDED_RECIPE}_s{s}", task, v, s,
+                                 options=tuple(sorted(fields.items())))]
     return sorted(runs, key=_priority)
 
 
@@ -399,8 +422,14 @@ def run_plan(todo: list[Run], root=None, jobs: int = 2, backend: str = "local",
     if not todo:
         return failures
     t0 = time.perf_counter()
+    # Runs that start from another run's checkpoint (TrainConfig.init_from) go in a second wave,
+    # once every run of the first has finished.
+    waves = [[r for r in todo if _starts_from(r) is None], [r for r in todo if _starts_from(r) is not None]]
+    done = [0]
 
-    def report(i, r, summary=None, error=None):
+    def report(_, r, summary=None, error=None):
+        done[0] += 1
+        i = done[0]
         if error is not None:
             failures.append((r.name, error))
             print(f"[{i}/{len(todo)}] {r.name:<32} FAILED {error}", flush=True)
@@ -408,27 +437,30 @@ def run_plan(todo: list[Run], root=None, jobs: int = 2, backend: str = "local",
             print(f"[{i}/{len(todo)}] {r.name:<32} {summary}  "
                   f"({time.perf_counter() - t0:.0f}s elapsed)", flush=True)
 
-    if backend == "ray":
-        _run_ray(todo, str(_root(root)), jobs, address, device, report)
-    elif jobs == 1:
-        for i, r in enumerate(todo, 1):
-            try:
-                report(i, r, execute(r, root, progress, device)["summary"])
-            except Exception as e:  # one failed run must not stop the build
-                report(i, r, error=f"{type(e).__name__}: {e}")
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        # spawn: fresh interpreters, no forked torch thread pools; each imports once and
-        # runs many trainings.
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-            futs = {ex.submit(execute, r, str(_root(root)), False, device): r for r in todo}
-            for i, f in enumerate(as_completed(futs), 1):
+    for wave in waves:
+        if not wave:
+            continue
+        if backend == "ray":
+            _run_ray(wave, str(_root(root)), jobs, address, device, report)
+        elif jobs == 1:
+            for i, r in enumerate(wave, 1):
                 try:
-                    report(i, futs[f], f.result()["summary"])
-                except Exception as e:
-                    report(i, futs[f], error=f"{type(e).__name__}: {e}")
+                    report(i, r, execute(r, root, progress, device)["summary"])
+                except Exception as e:  # one failed run must not stop the build
+                    report(i, r, error=f"{type(e).__name__}: {e}")
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn: fresh interpreters, no forked torch thread pools; each imports once and
+            # runs many trainings.
+            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+                futs = {ex.submit(execute, r, str(_root(root)), False, device): r for r in wave}
+                for i, f in enumerate(as_completed(futs), 1):
+                    try:
+                        report(i, futs[f], f.result()["summary"])
+                    except Exception as e:
+                        report(i, futs[f], error=f"{type(e).__name__}: {e}")
     return failures
 
 
@@ -542,7 +574,7 @@ def build(root=None, jobs: int = 2, only: str | None = None, dry_run: bool = Fal
     failures = run_plan(todo, root, jobs=jobs, backend=backend, address=address, device=device,
                         progress=progress)
     rescore_step_accuracy(root, plan=full_plan, progress=progress)
-    score_long([r for r in full_plan if is_extended(r)], root, EXTENDED_LENGTHS, EXTENDED_SEQUENCES,
+    score_long([r for r in full_plan if is_extended_protocol(r)], root, EXTENDED_LENGTHS, EXTENDED_SEQUENCES,
                progress)
     paths = write_tables(root, plan=full_plan)
     print(f"zoo build: done in {time.perf_counter() - t0:.0f}s; wrote {', '.join(p.name for p in paths)}")
@@ -697,8 +729,8 @@ def collect_rows(root=None, plan: list[Run] | None = None) -> list[dict]:
 
 
 def protocol_rows(rows: list[dict]) -> list[dict]:
-    """The rows of the paper-protocol table (every recipe but :data:`EXTENDED_RECIPE`)."""
-    return [r for r in rows if r.get("recipe") != EXTENDED_RECIPE]
+    """The rows of the paper-protocol table (every recipe but the extended table's and its parents')."""
+    return [r for r in rows if r.get("recipe") not in (EXTENDED_RECIPE, EXTENDED_PARENT_RECIPE)]
 
 
 def extended_rows(rows: list[dict]) -> list[dict]:
