@@ -418,7 +418,11 @@ def test_extended_rows_stay_out_of_the_paper_tables_and_are_counted_at_10000(tmp
     md = (tmp_path / "results.md").read_text()
     assert "1 of 2 extended-table models" in md
     assert "| cyclic:5 | full | 1.00 / 1.00 | 1.00 / 1.00 | 0.62 / 1.00 | 2 |" in md
-    assert {m["recipe"] for m in read_index(tmp_path).values()} == {"paper", "horizon", "anchor"}
+    index = read_index(tmp_path)
+    assert {m["recipe"] for m in index.values()} == {"paper", "horizon", "anchor"}
+    assert {n: m["protocol"] for n, m in index.items()} == {
+        "cyclic5_full_s0": "paper", "cyclic5_full_horizon_s0": "extended",
+        "cyclic5_full_anchor_s0": "extended", "cyclic5_full_anchor_s1": "extended"}
     page = results_page(tmp_path)
     assert "Beyond the paper: length 10,000" in page and "`cyclic5_full_anchor_s1`" in page
     assert "0.62 / 1.00" in extended_table_html(rows)

@@ -724,8 +724,25 @@ def collect_rows(root=None, plan: list[Run] | None = None) -> list[dict]:
             "solved_validation": m.get("solved_validation"),
             "recipe": recipe_of(conf.get("training", {})),
             "acc_10000": m.get("long_accuracy", {}).get("10000", {}).get("accuracy"),
+            "anchor": _anchor_outcome(m.get("anchor")),
         })
     return rows
+
+
+def _anchor_outcome(record: dict | None) -> str | None:
+    """``"skipped"``, ``"kept"`` or ``"reverted"`` for a run with an anchor phase, else None."""
+    if not record:
+        return None
+    return "skipped" if record.get("skipped") else ("kept" if record.get("kept") else "reverted")
+
+
+def anchor_outcomes(rows: list[dict]) -> dict[str, int]:
+    """How often the anchor phase was skipped, kept or reverted over the extended table's rows."""
+    out = {"skipped": 0, "kept": 0, "reverted": 0}
+    for r in extended_rows(rows):
+        if r.get("anchor") in out:
+            out[r["anchor"]] += 1
+    return out
 
 
 def protocol_rows(rows: list[dict]) -> list[dict]:
@@ -733,9 +750,10 @@ def protocol_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("recipe") not in (EXTENDED_RECIPE, EXTENDED_PARENT_RECIPE)]
 
 
-def extended_rows(rows: list[dict]) -> list[dict]:
-    """The rows of the extended table (recipe :data:`EXTENDED_RECIPE`)."""
-    return [r for r in rows if r.get("recipe") == EXTENDED_RECIPE]
+def extended_rows(rows: list[dict], recipe: str = EXTENDED_RECIPE) -> list[dict]:
+    """The rows of the extended table (recipe :data:`EXTENDED_RECIPE`; or of its parents,
+    ``recipe=EXTENDED_PARENT_RECIPE``)."""
+    return [r for r in rows if r.get("recipe") == recipe]
 
 
 @dataclass(frozen=True)
@@ -747,13 +765,14 @@ class HorizonSummary:
     length: int
     threshold: float
     failing: tuple = ()          # names of the models that solve 500 and not ``length``
+    recipe: str = EXTENDED_RECIPE
 
     @property
     def fraction(self) -> float:
         return self.held / self.total if self.total else float("nan")
 
     def summary(self) -> dict:
-        return {"held": self.held, "total": self.total, "fraction": self.fraction,
+        return {"held": self.held, "total": self.total, "fraction": self.fraction, "recipe": self.recipe,
                 "length": self.length, "threshold": self.threshold, "failing": list(self.failing)}
 
     def __repr__(self) -> str:
@@ -769,19 +788,21 @@ class HorizonSummary:
         return ax
 
     def sentence(self) -> str:
+        what = "extended-table models" if self.recipe == EXTENDED_RECIPE else f"`{self.recipe}` models"
         if not self.total:
-            return f"No model of the extended table scores >= {self.threshold:g} at 500 yet."
-        return (f"{self.held} of {self.total} extended-table models that score >= {self.threshold:g} "
-                f"at length 500 also do at {self.length:,} as learned ({self.fraction:.0%}).")
+            return f"No {what} score >= {self.threshold:g} at 500 yet."
+        return (f"{self.held} of {self.total} {what} that score >= {self.threshold:g} "
+                f"at length 500 also do at {self.length:,} as learned ({self.fraction:.1%}).")
 
 
-def horizon_summary(rows: list[dict], length: int = 10_000, threshold: float = 0.99) -> HorizonSummary:
-    """Count, over ``extended_rows(rows)`` scored at ``length``, the models that hold there."""
+def horizon_summary(rows: list[dict], length: int = 10_000, threshold: float = 0.99,
+                    recipe: str = EXTENDED_RECIPE) -> HorizonSummary:
+    """Count, over ``extended_rows(rows, recipe)`` scored at ``length``, the models that hold there."""
     key = f"acc_{length}"
-    solved = [r for r in extended_rows(rows)
+    solved = [r for r in extended_rows(rows, recipe)
               if r.get("acc_500") is not None and r["acc_500"] >= threshold and r.get(key) is not None]
     failing = tuple(r["name"] for r in solved if r[key] < threshold)
-    return HorizonSummary(len(solved) - len(failing), len(solved), length, threshold, failing)
+    return HorizonSummary(len(solved) - len(failing), len(solved), length, threshold, failing, recipe)
 
 
 def extended_cell_stats(rows: list[dict], length: int = 10_000) -> list[dict]:
@@ -816,6 +837,15 @@ def extended_table(rows: list[dict], length: int = 10_000) -> str:
         lines.append(f"| {c['task']} | {c['variant']} | {mb(c['paper_500'])} | {mb(c['ext_500'])} | "
                      f"{mb(c['ext_long'])} | {c['seeds']} |")
     return "\n".join(lines)
+
+
+def _protocol_of(recipe: str) -> str:
+    """``"paper"`` or ``"extended"``: the protocol of a named recipe (``paper`` for names that
+    are no recipe of :mod:`workbench.recipes`: ``custom`` variations and constructions)."""
+    from workbench.recipes import RECIPES
+
+    base = recipe.split("+")[0]
+    return RECIPES[base].protocol if base in RECIPES else "paper"
 
 
 def recipe_of(training: dict) -> str:
@@ -914,7 +944,7 @@ def write_tables(root=None, plan: list[Run] | None = None) -> list[Path]:
         r["name"]: {"folder": f"zoo/{r['name']}", "task": r["task"], "variant": r["variant"],
                     "variant_key": r["variant_key"], "seed": r["seed"], "d_hidden": r["d_hidden"],
                     "accuracy_500": r["acc_500"], "normalized_500": r["norm_500"],
-                    "recipe": r["recipe"]} for r in all_rows}}
+                    "recipe": r["recipe"], "protocol": _protocol_of(r["recipe"])} for r in all_rows}}
     atomic_write_json(root / "index.json", index)
     return [root / "results.csv", root / "results.md", root / "index.json"]
 

@@ -34,6 +34,8 @@ class Zoo:
     experiments : ``{name: dict}`` from ``experiments/*.json`` (frozen random parity runs).
     extended_rows : the rows of the extended table (``workbench.zoo.EXTENDED_RECIPE``), kept apart
         from ``rows`` (the paper-protocol table): they share its (variant, task) cells.
+    parent_rows : the rows of the runs the extended table starts from
+        (``workbench.zoo.EXTENDED_PARENT_RECIPE``), in neither table.
     """
 
     root: Path
@@ -41,6 +43,7 @@ class Zoo:
     rows: list[dict]
     experiments: dict
     extended_rows: list[dict] = field(default_factory=list)
+    parent_rows: list[dict] = field(default_factory=list)
     _models: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -52,7 +55,7 @@ class Zoo:
         ZooNotFoundError : no ``index.json`` in the folder (the message says how to build one).
         """
         from workbench.checkpoints import read_index, zoo_root
-        from workbench.zoo import collect_rows, extended_rows, protocol_rows
+        from workbench.zoo import EXTENDED_PARENT_RECIPE, collect_rows, extended_rows, protocol_rows
 
         root = Path(root) if root is not None else zoo_root()
         if not (root / "index.json").is_file():
@@ -68,7 +71,8 @@ class Zoo:
             for p in sorted(exp_dir.glob("*.json")):
                 experiments[p.stem] = json.loads(p.read_text())
         return cls(root=root, index=index, rows=rows, experiments=experiments,
-                   extended_rows=extended_rows(every))
+                   extended_rows=extended_rows(every),
+                   parent_rows=extended_rows(every, EXTENDED_PARENT_RECIPE))
 
     # ------------------------------------------------------------------ rows and cells
 
