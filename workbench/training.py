@@ -190,7 +190,7 @@ class TrainConfig:
     anchor_steps: int = 0
     anchor_length: int = 100
     anchor_batch: int = 32
-    anchor_lr: tuple[float, ...] = (1e-3, 1e-2)
+    anchor_lr: tuple[float, ...] = (1e-3, 3e-4, 1e-2)
     anchor_weight: float = 1000.0
     anchor_val_length: int = 10_000
     anchor_check_every: int = 250
