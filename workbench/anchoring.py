@@ -94,7 +94,6 @@ def anchor_points(model, automaton, tree=None) -> torch.Tensor:
     """
     order, parent = tree or anchor_tree(automaton)
     h0 = F.normalize(_h0(model), dim=-1)
-    points = [h0]
     depth = [0]
     for p in parent[1:]:
         depth.append(depth[p[0]] + 1)
