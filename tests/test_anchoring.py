@@ -79,7 +79,7 @@ def _tiny(**kw):
 
 def test_anchor_phase_records_its_attempts_and_never_keeps_a_worse_model(tmp_path):
     cfg = _tiny(anchor_steps=30, anchor_length=20, anchor_batch=8, anchor_lr=(1e-3, 1e-2),
-                anchor_val_length=200, anchor_check_every=10)
+                anchor_val_length=200, anchor_check_every=10, anchor_skip_perfect=True)
     res = train(cfg, tmp_path / "a", progress=False)
     rec = json.loads((tmp_path / "a" / "metrics.json").read_text())["anchor"]
     assert rec == res.anchor and rec["length"] == 20
@@ -98,7 +98,7 @@ def test_anchor_phase_records_its_attempts_and_never_keeps_a_worse_model(tmp_pat
     assert _tiny().fingerprint() == _tiny(anchor_length=7).fingerprint()
     assert cfg.fingerprint() != _tiny(anchor_steps=30, anchor_length=21, anchor_batch=8,
                                       anchor_lr=(1e-3, 1e-2), anchor_val_length=200,
-                                      anchor_check_every=10).fingerprint()
+                                      anchor_check_every=10, anchor_skip_perfect=True).fingerprint()
 
 
 def test_anchor_phase_makes_a_drifting_zoo_model_hold_at_length_10000(tmp_path):
@@ -148,6 +148,7 @@ def test_init_from_checks_the_checkpoint_it_starts_from(tmp_path):
     (dict(anchor_lr=()), "anchor_lr must be positive numbers"),
     (dict(anchor_weight=float("nan")), "anchor_weight must be a number"),
     (dict(anchor_steps=5, variant="lstm"), "one-layer bilinear variant"),
+    (dict(anchor_skip_perfect=1), "anchor_skip_perfect must be True or False"),
 ])
 def test_bad_anchor_options_name_the_field(kw, msg):
     with pytest.raises(ValueError, match=msg):

@@ -178,9 +178,9 @@ def _attempt(cfg, task, model, lr: float, tree, check):
     the end; returns (best score, its weights, its step, the last AnchorTerms), the later of
     equal scores winning (more of the phase behind it).
     """
-    from workbench.training import _params, model_device
+    from workbench.devices import model_device
 
-    params = _params(model)
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, foreach=True)
     gen = torch.Generator().manual_seed(cfg.seed + 104729)   # batches of its own
     device = model_device(model)
@@ -219,12 +219,13 @@ def _attempt(cfg, task, model, lr: float, tree, check):
     return best, terms
 
 
-def anchor_phase(cfg, task, model, progress: bool = False) -> tuple[object, dict]:
+def anchor_phase(cfg, task, model, validate, progress: bool = False) -> tuple[object, dict]:
     """Continue training ``model`` (in place) on the anchored objective.
 
     The score is every-step validation accuracy at ``cfg.anchor_val_length``
-    (``cfg.long_val_sequences`` sequences). The phase is skipped when every prediction there is
-    already right (score 1). Otherwise each learning rate of ``cfg.anchor_lr`` in turn runs
+    (``cfg.long_val_sequences`` sequences). With ``cfg.anchor_skip_perfect`` the phase is skipped
+    when every prediction there is already right (score 1; measured to leave horizon unclaimed at
+    100,000, docs/recipes.md). Otherwise each learning rate of ``cfg.anchor_lr`` in turn runs
     ``cfg.anchor_steps`` steps from the weights before the phase (rollouts of
     ``cfg.anchor_length`` from ``h0``, ``cfg.anchor_batch`` per step; Adam without weight decay,
     the rate decaying geometrically to ``lr * cfg.lr_final_ratio``; gradients clipped at
@@ -234,6 +235,10 @@ def anchor_phase(cfg, task, model, progress: bool = False) -> tuple[object, dict
     ``cfg.long_val_length`` does not drop; otherwise the weights before the phase stay
     (``kept=False``). Deterministic given ``cfg.seed``; an interrupted run repeats the phase.
 
+    ``validate(model, length) -> accuracy`` is the training loop's validation
+    (:func:`workbench.training.validation_accuracy` with ``cfg.long_val_sequences`` sequences and
+    ``cfg.val_mode``), passed in so this module does not import the training loop.
+
     Returns
     -------
     (model, record) with record = {skipped, kept, lr and step (of the kept weights, or None),
@@ -241,25 +246,23 @@ def anchor_phase(cfg, task, model, progress: bool = False) -> tuple[object, dict
     steps, length, batch, weight, val_length, val_before, long_val_before, val_after,
     long_val_after, train_time_s}.
     """
-    from workbench.training import validation_accuracy
-
     check_anchorable(task, model)
     tree = anchor_tree(task.automaton)
 
     def check():
-        return validation_accuracy(model, task, cfg.anchor_val_length, cfg.long_val_sequences, cfg.val_mode)
+        return validate(model, cfg.anchor_val_length)
 
     def long_check():
         if cfg.long_val_length == cfg.anchor_val_length:
             return check()
-        return validation_accuracy(model, task, cfg.long_val_length, cfg.long_val_sequences, cfg.val_mode)
+        return validate(model, cfg.long_val_length)
 
     def num(x):
         return None if x is None or not math.isfinite(x) else x
 
     t0 = time.perf_counter()
     val_before, long_before = check(), long_check()
-    record = {"skipped": val_before >= 1.0, "kept": False, "lr": None, "step": None, "attempts": [],
+    record = {"skipped": cfg.anchor_skip_perfect and val_before >= 1.0, "kept": False, "lr": None, "step": None, "attempts": [],
               "steps": cfg.anchor_steps, "length": task.valid_length(cfg.anchor_length),
               "batch": cfg.anchor_batch, "weight": cfg.anchor_weight, "val_length": cfg.anchor_val_length,
               "val_before": val_before, "long_val_before": long_before,

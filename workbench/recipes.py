@@ -68,7 +68,8 @@ def _collapse_rule(task) -> dict:
 
 #: The anchor phase's settings in the ``anchor`` recipe (the ones measured in docs/recipes.md).
 ANCHOR_FIELDS = {"anchor_steps": 1500, "anchor_length": 100, "anchor_batch": 32, "anchor_lr": (1e-3, 3e-4, 1e-2),
-                 "anchor_weight": 1000.0, "anchor_val_length": 10_000, "anchor_check_every": 250}
+                 "anchor_weight": 1000.0, "anchor_val_length": 10_000, "anchor_check_every": 250,
+                 "anchor_skip_perfect": False}
 # All but anchor_steps equal the TrainConfig defaults; naming them keeps the zoo's run options, and
 # so its fingerprints, where they are if a default moves.
 

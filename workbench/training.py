@@ -194,6 +194,7 @@ class TrainConfig:
     anchor_weight: float = 1000.0
     anchor_val_length: int = 10_000
     anchor_check_every: int = 250
+    anchor_skip_perfect: bool = False
     # Start from a finished checkpoint instead of training (fine-tuning): its folder (a relative
     # path is taken from the folder that holds the run's own folder, so zoo runs name a sibling)
     # and, optionally, the fingerprint its config must carry. The phases after training (polish,
@@ -375,6 +376,8 @@ def validate_anchor_options(cfg: TrainConfig) -> None:
         raise ValueError(f"anchor_lr must be positive numbers below 10, got {cfg.anchor_lr}")
     if not (0 <= cfg.anchor_weight < 1e9) or not math.isfinite(cfg.anchor_weight):
         raise ValueError(f"anchor_weight must be a number in [0, 1e9), got {cfg.anchor_weight}")
+    if not isinstance(cfg.anchor_skip_perfect, bool):
+        raise ValueError(f"anchor_skip_perfect must be True or False, got {cfg.anchor_skip_perfect!r}")
     if cfg.init_from is not None and (not isinstance(cfg.init_from, str) or not cfg.init_from):
         raise ValueError(f"init_from must be a checkpoint folder (a non-empty string) or None, got {cfg.init_from!r}")
     if cfg.init_fingerprint is not None and cfg.init_from is None:
@@ -1198,7 +1201,9 @@ def train(config: TrainConfig | dict, out_dir: str | Path | None, progress: bool
         from workbench.anchoring import anchor_phase
 
         with torch.random.fork_rng(devices=[]):
-            model, anchor = anchor_phase(cfg, task, model, progress)
+            model, anchor = anchor_phase(
+                cfg, task, model, lambda m, length: validation_accuracy(
+                    m, task, length, cfg.long_val_sequences, cfg.val_mode), progress)
 
     acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_sequences, seed=0)
     model.cpu()   # the result, like every checkpoint, holds CPU tensors whatever the device
