@@ -9,6 +9,7 @@ from workbench.anchoring import anchor_loss, anchor_points, anchor_tree
 from workbench.constructions import construct
 from workbench.tasks import make_task
 from workbench.training import TrainConfig, evaluate, train
+from _configs import tiny_config
 
 
 def _states(model, tokens):
@@ -69,12 +70,7 @@ def test_anchor_loss_is_zero_spread_for_an_exact_construction_and_not_for_a_rand
     assert terms.spread > 1e-3 and loss.requires_grad
 
 
-def _tiny(**kw):
-    base = dict(task="cyclic:3", d_hidden=6, steps=60, eval_every=20, checkpoint_every=20,
-                val_sequences=32, long_val_sequences=32, long_val_length=60, eval_lengths=(10, 30),
-                eval_sequences=64, early_stop=False, batch_size=16)
-    base.update(kw)
-    return TrainConfig(**base)
+_tiny = tiny_config
 
 
 def test_anchor_phase_records_its_attempts_and_never_keeps_a_worse_model(tmp_path):

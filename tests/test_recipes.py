@@ -11,17 +11,14 @@ from workbench.recipes import DEFAULT_RECIPE, RECIPES, get_recipe, recipe_config
 from workbench.streams import StreamCarrier, upper_length
 from workbench.tasks import make_task
 from workbench.training import TrainConfig, train
+from _configs import tiny_config
 
 OPTIONS = dict(label_smoothing=0.1, collapse_weight=0.5, collapse_target="states", length_curriculum=0.5,
                state_passing=0.9, state_passing_warmup=0.2, recipe="stream")
 
 
 def _tiny(**kw):
-    base = dict(task="cyclic:3", d_hidden=6, steps=40, eval_every=20, checkpoint_every=20,
-                val_sequences=32, long_val_sequences=32, long_val_length=60, eval_lengths=(10, 30),
-                eval_sequences=64, early_stop=False, batch_size=16)
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(**{"steps": 40, **kw})
 
 
 def test_options_round_trip_through_config_and_checkpoint(tmp_path):

@@ -10,14 +10,10 @@ from workbench.training import (
     PRESETS, TrainConfig, TrainingDivergedError, read_train_state_meta, default_hidden_size, evaluate, evaluate_preset,
     lr_at, normalized_accuracy, parse_lengths, train,
 )
+from _configs import tiny_config
 
 
-def _tiny(**kw):
-    base = dict(task="cyclic:3", d_hidden=6, steps=60, eval_every=20, checkpoint_every=20,
-                val_sequences=32, long_val_sequences=32, long_val_length=60, eval_lengths=(10, 30),
-                eval_sequences=64, early_stop=False, batch_size=16)
-    base.update(kw)
-    return TrainConfig(**base)
+_tiny = tiny_config
 
 
 def _weights(model):

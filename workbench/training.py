@@ -364,10 +364,9 @@ COLLAPSE_FORMS = ("ratio", "gap")
 
 def validate_anchor_options(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` naming the bad ``anchor_*`` field and what it accepts."""
-    for name in ("anchor_steps",):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be an integer >= 0 (0 = no anchor phase), got {v!r}")
+    v = cfg.anchor_steps
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"anchor_steps must be an integer >= 0 (0 = no anchor phase), got {v!r}")
     for name in ("anchor_length", "anchor_batch", "anchor_val_length", "anchor_check_every"):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -122,7 +122,7 @@ def is_extended(run: "Run") -> bool:
 
 def is_extended_protocol(run: "Run") -> bool:
     """A run whose recipe leaves the paper's protocol (the extended table and its parents)."""
-    return dict(run.options).get("recipe") in (EXTENDED_RECIPE, EXTENDED_PARENT_RECIPE)
+    return _protocol_of(dict(run.options).get("recipe") or "paper") == "extended"
 
 
 def _starts_from(run: "Run") -> str | None:
@@ -281,13 +281,12 @@ def zoo_plan() -> list[Run]:
                         options=(("d_hidden", H), ("n_draws", 100))))
     from workbench.recipes import ANCHOR_FIELDS
 
-    anchor = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in ANCHOR_FIELDS.items())
     for task, v in extended_cells():
         for s in SEEDS:
             steps = int(EXTENDED_STEP_FACTOR * step_cap(task, v))
             parent = Run(f"{task_tag(task)}_{v}_{EXTENDED_PARENT_RECIPE}_s{s}", task, v, s,
                          options=tuple(sorted(_recipe_options(task, EXTENDED_PARENT_RECIPE) + (("steps", steps),))))
-            fields = {**dict(parent.options), **dict(anchor), "recipe": EXTENDED_RECIPE,
+            fields = {**dict(parent.options), **ANCHOR_FIELDS, "recipe": EXTENDED_RECIPE,
                       "init_from": parent.name, "init_fingerprint": parent.train_config().fingerprint()}
             runs += [parent, Run(f"{task_tag(task)}_{v}_{EXTENDED_RECIPE}_s{s}", task, v, s,
                                  options=tuple(sorted(fields.items())))]
@@ -427,7 +426,7 @@ def run_plan(todo: list[Run], root=None, jobs: int = 2, backend: str = "local",
     waves = [[r for r in todo if _starts_from(r) is None], [r for r in todo if _starts_from(r) is not None]]
     done = [0]
 
-    def report(_, r, summary=None, error=None):
+    def report(r, summary=None, error=None):
         done[0] += 1
         i = done[0]
         if error is not None:
@@ -443,11 +442,11 @@ def run_plan(todo: list[Run], root=None, jobs: int = 2, backend: str = "local",
         if backend == "ray":
             _run_ray(wave, str(_root(root)), jobs, address, device, report)
         elif jobs == 1:
-            for i, r in enumerate(wave, 1):
+            for r in wave:
                 try:
-                    report(i, r, execute(r, root, progress, device)["summary"])
+                    report(r, execute(r, root, progress, device)["summary"])
                 except Exception as e:  # one failed run must not stop the build
-                    report(i, r, error=f"{type(e).__name__}: {e}")
+                    report(r, error=f"{type(e).__name__}: {e}")
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -456,11 +455,11 @@ def run_plan(todo: list[Run], root=None, jobs: int = 2, backend: str = "local",
             # runs many trainings.
             with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
                 futs = {ex.submit(execute, r, str(_root(root)), False, device): r for r in wave}
-                for i, f in enumerate(as_completed(futs), 1):
+                for f in as_completed(futs):
                     try:
-                        report(i, futs[f], f.result()["summary"])
+                        report(futs[f], f.result()["summary"])
                     except Exception as e:
-                        report(i, futs[f], error=f"{type(e).__name__}: {e}")
+                        report(futs[f], error=f"{type(e).__name__}: {e}")
     return failures
 
 
@@ -522,17 +521,15 @@ def _run_ray(todo, root: str, jobs: int, address, device: str, report) -> None:
         task_device = "cuda" if gpus else ("cpu" if device == "auto" else device)
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_ray_execute)
         pending = {remote.remote(r, root, task_device): r for r in todo}
-        i = 0
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 r = pending.pop(ref)
-                i += 1
                 try:
-                    report(i, r, ray.get(ref)["summary"])
+                    report(r, ray.get(ref)["summary"])
                 except Exception as e:
                     cause = getattr(e, "cause", None) or e   # RayTaskError wraps the worker's error
-                    report(i, r, error=f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")
+                    report(r, error=f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")
     finally:
         if started:
             ray.shutdown()
@@ -746,8 +743,8 @@ def anchor_outcomes(rows: list[dict]) -> dict[str, int]:
 
 
 def protocol_rows(rows: list[dict]) -> list[dict]:
-    """The rows of the paper-protocol table (every recipe but the extended table's and its parents')."""
-    return [r for r in rows if r.get("recipe") not in (EXTENDED_RECIPE, EXTENDED_PARENT_RECIPE)]
+    """The rows of the paper-protocol table (those whose recipe keeps the paper's protocol)."""
+    return [r for r in rows if _protocol_of(r.get("recipe") or "paper") == "paper"]
 
 
 def extended_rows(rows: list[dict], recipe: str = EXTENDED_RECIPE) -> list[dict]:
